@@ -1,0 +1,42 @@
+// Step 2 of a message's path: authenticate. Who is calling, as proven by mTLS.
+//
+// Guarantees: an OIN is returned only when the peer presented a certificate that the TLS
+// layer verified against the configured trust roots (the server requires and verifies client
+// certificates, so an unverified peer never reaches this code), and the certificate's subject
+// holds exactly one serialNumber attribute (OID 2.5.4.5) of exactly 20 digits. Anything else
+// is UNAUTHENTICATED, with a reason that names no certificate contents beyond the attribute.
+#ifndef KNOOPPUNT_GATEWAY_IDENTITY_PEER_IDENTITY_H_
+#define KNOOPPUNT_GATEWAY_IDENTITY_PEER_IDENTITY_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "grpcpp/security/auth_context.h"
+
+namespace knooppunt::identity {
+
+// Extracts the OIN from one PEM-encoded X.509 certificate.
+absl::StatusOr<std::string> OinFromCertificatePem(absl::string_view pem);
+
+// Reads the peer certificate from a call's auth context (property "x509_pem_cert") and
+// returns its OIN. Results are cached per certificate, so repeated calls on one connection
+// parse the certificate once.
+class PeerAuthenticator {
+ public:
+  PeerAuthenticator();
+  ~PeerAuthenticator();
+  PeerAuthenticator(const PeerAuthenticator&) = delete;
+  PeerAuthenticator& operator=(const PeerAuthenticator&) = delete;
+
+  absl::StatusOr<std::string> Authenticate(const grpc::AuthContext& auth) const;
+
+ private:
+  class Cache;
+  std::unique_ptr<Cache> cache_;
+};
+
+}  // namespace knooppunt::identity
+
+#endif  // KNOOPPUNT_GATEWAY_IDENTITY_PEER_IDENTITY_H_

@@ -1,0 +1,89 @@
+// knooppunt-gateway: the gateway process.
+//   knooppunt-gateway --config=gateway.yaml [--port_file=FILE] [--check]
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "gateway/common/log.h"
+#include "gateway/server/gateway_config.h"
+#include "gateway/server/gateway_server.h"
+#include "gateway/server/message_types.h"
+
+ABSL_FLAG(std::string, config, "", "path to gateway.yaml");
+ABSL_FLAG(std::string, port_file, "",
+          "write the port actually listened on to this file once serving (for listen port 0)");
+ABSL_FLAG(bool, check, false, "validate the configuration and exit");
+
+int main(int argc, char** argv) {
+  using knooppunt::Log;
+  using knooppunt::LogLevel;
+  absl::SetProgramUsageMessage("knooppunt-gateway --config=gateway.yaml");
+  absl::ParseCommandLine(argc, argv);
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) {
+    std::fprintf(stderr, "knooppunt-gateway: --config is required\n");
+    return 2;
+  }
+  absl::StatusOr<knooppunt::config::v1::GatewayConfig> config =
+      knooppunt::server::LoadGatewayConfig(config_path);
+  if (!config.ok()) {
+    Log(LogLevel::kError, "config_invalid", {{"error", std::string(config.status().message())}});
+    return 1;
+  }
+  if (absl::GetFlag(FLAGS_check)) {
+    absl::StatusOr<std::shared_ptr<const knooppunt::policy::PolicySnapshot>> policy =
+        knooppunt::policy::LoadPolicy(knooppunt::server::PolicySourcesOf(*config),
+                                      knooppunt::server::BuiltinMessageTypes());
+    if (!policy.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(policy.status().message()).c_str());
+      return 1;
+    }
+    std::printf("configuration valid: %zu organisations, %zu agreements, version %s\n",
+                (*policy)->registry.organisations().size(),
+                (*policy)->agreements.agreements().size(), (*policy)->version.c_str());
+    return 0;
+  }
+
+  // Signals are taken synchronously by this thread (sigwait), so no handler runs inside
+  // gRPC's threads; block them before any thread is started so all threads inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<knooppunt::server::GatewayServer>> gateway =
+      knooppunt::server::GatewayServer::Start(*config);
+  if (!gateway.ok()) {
+    Log(LogLevel::kError, "start_failed", {{"error", std::string(gateway.status().message())}});
+    return 1;
+  }
+  const int port = (*gateway)->port();
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    // Written to a temporary name and renamed, so a reader never sees a partial file.
+    const std::string tmp = absl::GetFlag(FLAGS_port_file) + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), absl::GetFlag(FLAGS_port_file).c_str());
+  }
+  Log(LogLevel::kInfo, "serving",
+      {{"listen", config->listen()},
+       {"port", absl::StrCat(port)},
+       {"instance_id", config->instance_id()},
+       {"policy_version", (*gateway)->policy().Current()->version},
+       {"agreements", absl::StrCat((*gateway)->policy().Current()->agreements.agreements().size())}});
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  Log(LogLevel::kInfo, "shutting_down", {{"signal", absl::StrCat(signal_number)}});
+  (*gateway)->Shutdown(absl::Seconds(10));
+  (*gateway)->Wait();
+  Log(LogLevel::kInfo, "stopped");
+  return 0;
+}
