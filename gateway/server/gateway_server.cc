@@ -42,8 +42,8 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
                          absl::Nanoseconds(config.limits().max_deadline().nanos());
   gw->exchange_ = std::make_unique<exchange::ExchangeService>(
       exchange::ExchangeDependencies{gw->policy_.get(), gw->authenticator_.get(),
-                                     gw->decision_log_.get(), gw->endpoints_.get(), &types},
-      options);
+                                     gw->decision_log_.get(), &types},
+      gw->endpoints_.get(), options);
 
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       tls::MutualTlsServerCredentials(

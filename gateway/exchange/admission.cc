@@ -1,0 +1,106 @@
+#include "gateway/exchange/admission.h"
+
+#include <openssl/evp.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "gateway/exchange/envelope_check.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace knooppunt::exchange {
+namespace {
+
+std::string Sha256Hex(absl::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), len));
+}
+
+// Header fields are recorded as stated, but bounded: a hostile envelope cannot bloat the log.
+std::string Bounded(const std::string& s, size_t max) { return s.substr(0, max); }
+
+}  // namespace
+
+absl::Status Admitter::Admit(const grpc::CallbackServerContext& context,
+                             const v1::Envelope& envelope, config::v1::ExchangeMode mode,
+                             absl::string_view operation, Admission* a) const {
+  a->started = absl::Now();
+  a->policy = deps_.policy->Current();
+  a->trace = ContinueTrace(envelope.trace().traceparent());
+  audit::v1::DecisionRecord& r = a->record;
+  *r.mutable_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(a->started));
+  r.set_instance_id(options_.instance_id);
+  r.set_trace_id(a->trace.trace_id);
+  r.set_span_id(a->trace.span_id);
+  r.set_operation(std::string(operation));
+  r.set_message_id(Bounded(envelope.message_id(), 64));
+  r.set_correlation_id(Bounded(envelope.correlation_id(), 64));
+  r.set_sender(Bounded(envelope.sender(), 64));
+  r.set_recipient(Bounded(envelope.recipient(), 64));
+  r.set_purpose(Bounded(envelope.purpose(), 128));
+  r.set_payload_bytes(static_cast<int64_t>(envelope.payload().value().size()));
+  r.set_payload_sha256(Sha256Hex(envelope.payload().value()));
+
+  // authenticate
+  absl::StatusOr<std::string> oin = deps_.authenticator->Authenticate(*context.auth_context());
+  if (!oin.ok()) return Deny(a, oin.status(), "authentication failed");
+  r.set_authenticated_oin(*oin);
+
+  // accept: the envelope's shape
+  absl::StatusOr<absl::string_view> type =
+      CheckEnvelope(envelope, options_.max_payload_bytes, *deps_.types);
+  if (!type.ok()) return Deny(a, type.status(), "malformed envelope");
+  r.set_message_type(std::string(*type));
+  if (envelope.sender() != *oin) {
+    return Deny(a,
+                absl::PermissionDeniedError(absl::StrCat(
+                    "envelope sender ", envelope.sender(),
+                    " does not match the client certificate's OIN ", *oin)),
+                "sender does not match certificate");
+  }
+
+  // decide
+  absl::StatusOr<const policy::Organisation*> recipient =
+      a->policy->registry.ResolveRecipient(envelope.recipient());
+  if (!recipient.ok()) return Deny(a, recipient.status(), "unknown recipient");
+  a->recipient = *recipient;
+  r.set_recipient_oin(a->recipient->oin);
+  const policy::Decision decision = a->policy->agreements.Decide(
+      {*oin, a->recipient->oin, *type, envelope.purpose(), mode, a->started});
+  if (!decision.allowed()) {
+    return Deny(a, absl::PermissionDeniedError(decision.reason),
+                absl::StrCat("no agreement: ", policy::DeniedOnName(decision.denied_on)));
+  }
+  a->agreement = decision.agreement;
+  r.set_agreement_id(a->agreement->id);
+
+  // audit: the decision is on record before anything leaves the gateway (fail closed)
+  r.set_decision(audit::v1::DECISION_ALLOWED);
+  r.set_reason("agreement in force");
+  r.set_event("decision");
+  if (!deps_.decision_log->Record(r).ok()) {
+    return absl::UnavailableError("the exchange cannot be audited; refused");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Admitter::Deny(Admission* a, absl::Status status, absl::string_view reason) const {
+  a->record.set_decision(audit::v1::DECISION_DENIED);
+  a->record.set_reason(std::string(reason));
+  a->record.set_event("decision");
+  a->record.set_grpc_status(static_cast<int>(status.code()));
+  a->record.set_latency_us(absl::ToInt64Microseconds(absl::Now() - a->started));
+  deps_.decision_log->Record(a->record).IgnoreError();
+  return status;
+}
+
+void Admitter::RecordOutcome(Admission* a, int grpc_code) const {
+  a->record.set_event("outcome");
+  a->record.set_grpc_status(grpc_code);
+  a->record.set_latency_us(absl::ToInt64Microseconds(absl::Now() - a->started));
+  deps_.decision_log->Record(a->record).IgnoreError();
+}
+
+}  // namespace knooppunt::exchange

@@ -1,0 +1,75 @@
+// Steps 1–5 of a message's path, shared by every operation that carries an envelope
+// (Request now; Send and the rest later):
+//   accept (envelope shape) → authenticate (certificate OIN) → decide (agreements) → audit.
+//
+// Guarantees: Admit() returns OK only when the caller's certificate carries an OIN equal to
+// the envelope's sender, the envelope is well-formed, the recipient is registered, an
+// agreement in force allows the exchange in the given mode, AND the "decision" record has
+// been written. Every denial is recorded too (best effort: a denial stands even when its
+// record cannot be written). The caller then forwards or stores, and calls RecordOutcome().
+#ifndef KNOOPPUNT_GATEWAY_EXCHANGE_ADMISSION_H_
+#define KNOOPPUNT_GATEWAY_EXCHANGE_ADMISSION_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gateway/audit/decision_log.h"
+#include "gateway/common/ids.h"
+#include "gateway/identity/peer_identity.h"
+#include "gateway/policy/policy_store.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/server_context.h"
+#include "knooppunt/audit/v1/decision_record.pb.h"
+#include "knooppunt/exchange/v1/envelope.pb.h"
+
+namespace knooppunt::exchange {
+
+struct ExchangeOptions {
+  std::string instance_id;
+  size_t max_payload_bytes = 4 << 20;
+  absl::Duration default_deadline = absl::Seconds(30);
+  absl::Duration max_deadline = absl::Seconds(120);
+};
+
+// Everything the exchange needs; not owned, must outlive it.
+struct ExchangeDependencies {
+  const policy::PolicyStore* policy = nullptr;
+  const identity::PeerAuthenticator* authenticator = nullptr;
+  audit::DecisionLog* decision_log = nullptr;
+  const google::protobuf::DescriptorPool* types = nullptr;
+};
+
+// What an admitted exchange carries on to its next steps.
+struct Admission {
+  absl::Time started;
+  std::shared_ptr<const policy::PolicySnapshot> policy;  // kept for the whole exchange
+  TraceIds trace;
+  const policy::Organisation* recipient = nullptr;       // points into `policy`
+  const policy::CompiledAgreement* agreement = nullptr;  // points into `policy`
+  audit::v1::DecisionRecord record;
+};
+
+class Admitter {
+ public:
+  Admitter(const ExchangeDependencies& deps, const ExchangeOptions& options)
+      : deps_(deps), options_(options) {}
+
+  absl::Status Admit(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
+                     config::v1::ExchangeMode mode, absl::string_view operation,
+                     Admission* admission) const;
+
+  // Records how the exchange ended (status and latency).
+  void RecordOutcome(Admission* admission, int grpc_code) const;
+
+ private:
+  absl::Status Deny(Admission* admission, absl::Status status, absl::string_view reason) const;
+
+  const ExchangeDependencies& deps_;
+  const ExchangeOptions& options_;
+};
+
+}  // namespace knooppunt::exchange
+
+#endif  // KNOOPPUNT_GATEWAY_EXCHANGE_ADMISSION_H_
