@@ -22,7 +22,7 @@ say "Installing missing Debian packages"
 
 say "Building (this takes a few minutes the first time)"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKNOOPPUNT_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target knooppunt-gateway knooppunt-party knooppunt-demo
+cmake --build "$build" -j"$(nproc)" --target knooppunt-gateway knooppunt-party knooppunt-demo knooppunt-audit
 
 say "Making the development PKI (certs/dev)"
 "$repo/tools/dev-pki.sh"
@@ -65,6 +65,18 @@ config="$run_dir/gateway.yaml"
 # The committed demo config, with the decision log pointed into this run's directory.
 sed "s#^instance_id:.*#&\ndecision_log:\n  path: $run_dir/decisions.jsonl#" \
   "$repo/deploy/demo/gateway.yaml" | sed "s#\.\./\.\./#$repo/#g" >"$config"
+# The tamper-evident audit log, with audit keys made for this run only (never committed):
+# the HMAC key for BSN pseudonyms and the Ed25519 key that signs checkpoints.
+"$build/tools/audit/knooppunt-audit" init-keys --dir="$run_dir" >/dev/null
+cat >>"$config" <<AUDIT
+
+audit:
+  db_path: $run_dir/audit.db
+  hmac_key_file: $run_dir/audit-hmac.key
+  signing_key_file: $run_dir/audit-signing.key
+  checkpoint_every_records: 1000
+  checkpoint_every: 1s
+AUDIT
 "$build/gateway/knooppunt-gateway" --config="$config" --port_file="$run_dir/gateway.port" \
   2>"$run_dir/gateway.log" &
 pids+=($!)
@@ -77,6 +89,26 @@ status=0
   --decision_log="$run_dir/decisions.jsonl" || status=$?
 echo "  What the simulated parties saw:"
 cat "$run_dir"/brp.out "$run_dir"/groningen.out 2>/dev/null || true
+
+say "The auditor (auditor.crt): who received data about BSN 999993653, and is the log intact?"
+audit_tool="$build/tools/audit/knooppunt-audit"
+remote=(--gateway=127.0.0.1:18443 --gateway_oin=00000099000000000001 --ca="$pki/ca.crt")
+echo "  Query over the gateway's Auditor service (the BSN is pseudonymised by the tool):"
+"$audit_tool" query "${remote[@]}" --cert="$pki/auditor.crt" --key="$pki/auditor.key" \
+  --bsn=999993653 --hmac_key="$run_dir/audit-hmac.key" >"$run_dir/auditor.out" || status=1
+sed 's/^/    /' "$run_dir/auditor.out"
+echo "  The operator's certificate may not read the audit log (separation of duties):"
+if "$audit_tool" query "${remote[@]}" --cert="$pki/operator.crt" --key="$pki/operator.key" \
+  >/dev/null 2>"$run_dir/operator.err"; then
+  echo "    !! the operator could read the audit log" >&2; status=1
+else
+  sed 's/^/    -> /' "$run_dir/operator.err"
+fi
+sleep 1.5  # let the gateway sign a checkpoint over the last records (checkpoint_every: 1s)
+echo "  Verification of the hash chain and the signed checkpoints (offline, on the database):"
+"$audit_tool" verify --db="$run_dir/audit.db" --public_key="$run_dir/audit-signing.pub" \
+  >"$run_dir/verify.out" || status=1
+sed 's/^/    /' "$run_dir/verify.out"
 
 say "Stopping everything the demo started"
 if [ "$status" -ne 0 ]; then

@@ -33,6 +33,14 @@ bool IsValidOin(absl::string_view oin) { return oin.size() == 20 && AllDigits(oi
 
 bool IsValidGemeentecode(absl::string_view code) { return code.size() == 4 && AllDigits(code); }
 
+bool IsValidBsn(absl::string_view bsn) {
+  if (bsn.size() != 9 || !AllDigits(bsn)) return false;
+  int sum = 0;
+  for (int i = 0; i < 8; ++i) sum += (9 - i) * (bsn[i] - '0');
+  sum -= bsn[8] - '0';
+  return sum != 0 && sum % 11 == 0;
+}
+
 bool IsValidUuid(absl::string_view id) {
   if (id.size() != 36) return false;
   for (size_t i = 0; i < id.size(); ++i) {
@@ -43,6 +51,7 @@ bool IsValidUuid(absl::string_view id) {
 }
 
 std::string RandomHex(int bytes) {
+  if (bytes <= 0) return "";
   std::string raw(bytes, '\0');
   do {
     // RAND_bytes only fails when the CSPRNG cannot be seeded; then there is no safe id.
@@ -65,7 +74,11 @@ std::string NewUuid() {
 TraceIds ContinueTrace(absl::string_view traceparent) {
   TraceIds ids;
   ids.span_id = RandomHex(8);
-  // version(2) - trace-id(32) - parent-id(16) - flags(2)
+  // version(2) - trace-id(32) - parent-id(16) - flags(2). A later version may append
+  // "-<more>"; the spec says to parse its first 55 characters as version 00.
+  const bool future_version = traceparent.size() > 55 && traceparent[55] == '-' &&
+                              traceparent.substr(0, 2) != "00";
+  if (future_version) traceparent = traceparent.substr(0, 55);
   const bool well_formed = traceparent.size() == 55 && traceparent[2] == '-' &&
                            traceparent[35] == '-' && traceparent[52] == '-' &&
                            IsLowerHex(traceparent.substr(0, 2)) &&

@@ -15,6 +15,10 @@ bool IsValidOin(absl::string_view oin);
 // A gemeentecode is exactly 4 ASCII digits.
 bool IsValidGemeentecode(absl::string_view code);
 
+// A BSN (burgerservicenummer) is 9 ASCII digits passing the 11-proef:
+// 9·d1 + 8·d2 + ... + 2·d8 − 1·d9 divisible by 11 and not 0.
+bool IsValidBsn(absl::string_view bsn);
+
 // Canonical UUID text: 8-4-4-4-12 hex digits (either case).
 bool IsValidUuid(absl::string_view id);
 

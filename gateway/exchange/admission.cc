@@ -2,10 +2,13 @@
 
 #include <openssl/evp.h>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/exchange/envelope_check.h"
+#include "gateway/transform/field_filter.h"
 #include "google/protobuf/util/time_util.h"
+#include "knooppunt/exchange/v1/error_details.pb.h"
 
 namespace knooppunt::exchange {
 namespace {
@@ -53,6 +56,9 @@ absl::Status Admitter::Admit(const grpc::CallbackServerContext& context,
       CheckEnvelope(envelope, options_.max_payload_bytes, *deps_.types);
   if (!type.ok()) return Deny(a, type.status(), "malformed envelope");
   r.set_message_type(std::string(*type));
+  // data subjects: pseudonyms of the payload's BSNs, also on denials (gateway/audit)
+  deps_.decision_log->AddDataSubjects(deps_.types->FindMessageTypeByName(std::string(*type)),
+                                      envelope.payload().value(), &r);
   if (envelope.sender() != *oin) {
     return Deny(a,
                 absl::PermissionDeniedError(absl::StrCat(
@@ -75,6 +81,17 @@ absl::Status Admitter::Admit(const grpc::CallbackServerContext& context,
   }
   a->agreement = decision.agreement;
   r.set_agreement_id(a->agreement->id);
+  absl::Status limited = CheckRate(a);
+  if (!limited.ok()) return Deny(a, std::move(limited), "rate limit");
+
+  // transform: only the agreed fields of the payload pass (gateway/transform)
+  std::vector<std::string> removed;
+  absl::StatusOr<bool> filtered =
+      transform::Filter(a->agreement->fields, /*check_bsn=*/true, envelope.payload().value(),
+                        &a->filtered_payload, &removed);
+  if (!filtered.ok()) return Deny(a, filtered.status(), "invalid payload");
+  a->payload_filtered = *filtered;
+  for (std::string& path : removed) r.add_removed_paths(std::move(path));
 
   // audit: the decision is on record before anything leaves the gateway (fail closed)
   r.set_decision(audit::v1::DECISION_ALLOWED);
@@ -86,13 +103,32 @@ absl::Status Admitter::Admit(const grpc::CallbackServerContext& context,
   return absl::OkStatus();
 }
 
+absl::Status Admitter::CheckRate(Admission* a) const {
+  const policy::CompiledAgreement& agreement = *a->agreement;
+  if (!agreement.has_rate || deps_.rate_limits == nullptr) return absl::OkStatus();
+  const std::string key = agreement.rate_per_sender
+                              ? absl::StrCat(agreement.id, "/", a->record.authenticated_oin())
+                              : agreement.id;
+  const absl::Duration wait = deps_.rate_limits->TryTake(key, agreement.rate, a->started);
+  if (wait == absl::ZeroDuration()) return absl::OkStatus();
+  const int64_t wait_ms = absl::ToInt64Milliseconds(wait);
+  absl::Status status = absl::ResourceExhaustedError(absl::StrCat(
+      "rate limit of agreement ", agreement.id, agreement.rate_per_sender ? " for this sender" : "",
+      " reached (", agreement.rate.per_second, "/s); retry after ", wait_ms, "ms"));
+  v1::RetryInfo retry;
+  retry.mutable_retry_delay()->set_seconds(wait_ms / 1000);
+  retry.mutable_retry_delay()->set_nanos(static_cast<int32_t>(wait_ms % 1000) * 1000000);
+  status.SetPayload(kRetryInfoTypeUrl, absl::Cord(retry.SerializeAsString()));
+  return status;
+}
+
 absl::Status Admitter::Deny(Admission* a, absl::Status status, absl::string_view reason) const {
   a->record.set_decision(audit::v1::DECISION_DENIED);
   a->record.set_reason(std::string(reason));
   a->record.set_event("decision");
   a->record.set_grpc_status(static_cast<int>(status.code()));
   a->record.set_latency_us(absl::ToInt64Microseconds(absl::Now() - a->started));
-  deps_.decision_log->Record(a->record).IgnoreError();
+  deps_.decision_log->RecordAsync(a->record, nullptr);  // best effort, does not wait
   return status;
 }
 
@@ -100,7 +136,7 @@ void Admitter::RecordOutcome(Admission* a, int grpc_code) const {
   a->record.set_event("outcome");
   a->record.set_grpc_status(grpc_code);
   a->record.set_latency_us(absl::ToInt64Microseconds(absl::Now() - a->started));
-  deps_.decision_log->Record(a->record).IgnoreError();
+  deps_.decision_log->RecordAsync(a->record, nullptr);  // best effort, does not wait
 }
 
 }  // namespace knooppunt::exchange

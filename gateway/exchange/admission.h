@@ -1,12 +1,18 @@
 // Steps 1–5 of a message's path, shared by every operation that carries an envelope
 // (Request now; Send and the rest later):
-//   accept (envelope shape) → authenticate (certificate OIN) → decide (agreements) → audit.
+//   accept (envelope shape) → authenticate (certificate OIN) → decide (agreements, rate
+//   limit) → transform (the payload's field list, gateway/transform) → audit.
 //
 // Guarantees: Admit() returns OK only when the caller's certificate carries an OIN equal to
 // the envelope's sender, the envelope is well-formed, the recipient is registered, an
-// agreement in force allows the exchange in the given mode, AND the "decision" record has
-// been written. Every denial is recorded too (best effort: a denial stands even when its
-// record cannot be written). The caller then forwards or stores, and calls RecordOutcome().
+// agreement in force allows the exchange in the given mode, its rate limit has a token, the
+// payload is valid for the agreement's field list (parses, BSN fields pass the 11-proef, when
+// it is parsed at all), AND the "decision" record — with the removed field paths — has been
+// written. What passes on is then Admission::filtered_payload when payload_filtered is set,
+// else the envelope's payload as it came. A rate-limited exchange is RESOURCE_EXHAUSTED with
+// a RetryInfo payload (kRetryInfoTypeUrl) in the status. Every denial is recorded too (best
+// effort: a denial stands even when its record cannot be written; denial and outcome records
+// are queued without waiting). The caller then forwards or stores, and calls RecordOutcome().
 #ifndef KNOOPPUNT_GATEWAY_EXCHANGE_ADMISSION_H_
 #define KNOOPPUNT_GATEWAY_EXCHANGE_ADMISSION_H_
 
@@ -19,12 +25,17 @@
 #include "gateway/common/ids.h"
 #include "gateway/identity/peer_identity.h"
 #include "gateway/policy/policy_store.h"
+#include "gateway/ratelimit/token_buckets.h"
 #include "google/protobuf/descriptor.h"
 #include "grpcpp/server_context.h"
 #include "knooppunt/audit/v1/decision_record.pb.h"
 #include "knooppunt/exchange/v1/envelope.pb.h"
 
 namespace knooppunt::exchange {
+
+// Type URL of the absl::Status payload (a serialised RetryInfo, error_details.proto) that a
+// rate-limited Admit() carries; it goes to the caller as a google.rpc.RetryInfo detail.
+inline constexpr absl::string_view kRetryInfoTypeUrl = "type.googleapis.com/google.rpc.RetryInfo";
 
 struct ExchangeOptions {
   std::string instance_id;
@@ -39,6 +50,8 @@ struct ExchangeDependencies {
   const identity::PeerAuthenticator* authenticator = nullptr;
   audit::DecisionLog* decision_log = nullptr;
   const google::protobuf::DescriptorPool* types = nullptr;
+  // Token buckets of the agreements' rate limits; kept across policy reloads.
+  ratelimit::TokenBuckets* rate_limits = nullptr;
 };
 
 // What an admitted exchange carries on to its next steps.
@@ -49,6 +62,9 @@ struct Admission {
   const policy::Organisation* recipient = nullptr;       // points into `policy`
   const policy::CompiledAgreement* agreement = nullptr;  // points into `policy`
   audit::v1::DecisionRecord record;
+  // Set when the transform step rewrote the payload (fields removed).
+  bool payload_filtered = false;
+  std::string filtered_payload;
 };
 
 class Admitter {
@@ -65,6 +81,7 @@ class Admitter {
 
  private:
   absl::Status Deny(Admission* admission, absl::Status status, absl::string_view reason) const;
+  absl::Status CheckRate(Admission* admission) const;
 
   const ExchangeDependencies& deps_;
   const ExchangeOptions& options_;

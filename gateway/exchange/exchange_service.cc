@@ -6,13 +6,25 @@
 #include "absl/strings/str_cat.h"
 #include "gateway/common/ids.h"
 #include "gateway/exchange/envelope_check.h"
+#include "gateway/transform/field_filter.h"
 #include "google/protobuf/util/time_util.h"
+#include "knooppunt/exchange/v1/error_details.pb.h"
 
 namespace knooppunt::exchange {
 namespace {
 
+// A status's RetryInfo payload becomes a google.rpc.Status detail (grpc-status-details-bin).
 grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  const auto code = static_cast<grpc::StatusCode>(s.code());
+  absl::optional<absl::Cord> retry = s.GetPayload(kRetryInfoTypeUrl);
+  if (!retry.has_value()) return grpc::Status(code, std::string(s.message()));
+  v1::RpcStatus details;
+  details.set_code(static_cast<int32_t>(s.code()));
+  details.set_message(std::string(s.message()));
+  google::protobuf::Any* any = details.add_details();
+  any->set_type_url(std::string(kRetryInfoTypeUrl));
+  any->set_value(std::string(*retry));
+  return grpc::Status(code, std::string(s.message()), details.SerializeAsString());
 }
 
 }  // namespace
@@ -54,13 +66,24 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
     upstream_context_.AddMetadata("traceparent", FormatTraceparent(admission_.trace));
     const policy::Organisation& to = *admission_.recipient;
     auto stub = service_.endpoints_->StubFor({to.oin, to.endpoint_address, to.tls_server_name});
-    // The endpoint writes its reply straight into the caller's reply message: no copy.
-    stub->async()->Answer(&upstream_context_, &request_, &reply_,
+    // Unfiltered, the caller's request goes as it is: no copy. The endpoint writes its reply
+    // straight into the caller's reply message.
+    const v1::Envelope* outgoing = &request_;
+    if (admission_.payload_filtered) {
+      filtered_request_ = request_;
+      filtered_request_.mutable_payload()->set_value(std::move(admission_.filtered_payload));
+      outgoing = &filtered_request_;
+    }
+    stub->async()->Answer(&upstream_context_, outgoing, &reply_,
                           [this, stub](grpc::Status status) { OnUpstreamDone(status); });
   }
 
   void OnUpstreamDone(const grpc::Status& upstream) {
-    if (!upstream.ok()) return Complete(MapUpstreamError(upstream));
+    if (!upstream.ok()) {
+      // Tells a caller apart the endpoint's own errors from the gateway's of the same code.
+      context_->AddTrailingMetadata("knooppunt-error-source", "endpoint");
+      return Complete(MapUpstreamError(upstream));
+    }
     const policy::CompiledAgreement& agreement = *admission_.agreement;
     const absl::string_view reply_type = MessageTypeOf(reply_.payload().type_url());
     if (reply_type != agreement.reply_type) {
@@ -74,6 +97,19 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
       reply_.Clear();
       return Complete(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                    "the recipient's reply exceeds the payload limit"));
+    }
+    // transform: only the agreed fields of the reply pass.
+    std::vector<std::string> removed;
+    absl::Status filtered = transform::Apply(agreement.reply_fields, /*check_bsn=*/false,
+                                             reply_.mutable_payload()->mutable_value(), &removed);
+    if (!filtered.ok()) {
+      reply_.Clear();
+      return Complete(grpc::Status(
+          grpc::StatusCode::INTERNAL,
+          absl::StrCat("the recipient's reply is not a valid ", agreement.reply_type)));
+    }
+    for (std::string& path : removed) {
+      admission_.record.add_removed_paths(absl::StrCat("reply:", path));
     }
     // The gateway, not the endpoint, vouches for the reply's header.
     if (!IsValidUuid(reply_.message_id())) reply_.set_message_id(NewUuid());
@@ -102,6 +138,15 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
         return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                             absl::StrCat("no reply from ", to.name, " before the deadline"));
       case grpc::StatusCode::CANCELLED:
+        // A caller whose deadline passes resets the stream, which reaches us as a
+        // cancellation slightly BEFORE our own copy of that deadline (ours was computed from
+        // the grpc-timeout header on arrival). A cancellation that close to the deadline is
+        // the deadline; a caller that really gives up does so well before it.
+        if (std::chrono::system_clock::now() + std::chrono::milliseconds(250) >=
+            context_->deadline()) {
+          return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                              absl::StrCat("no reply from ", to.name, " before the deadline"));
+        }
         return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
       default:
         // Application errors of the endpoint (e.g. NOT_FOUND for an unknown person) pass
@@ -121,6 +166,7 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
   const v1::Envelope& request_;
   v1::Envelope& reply_;
   Admission admission_;
+  v1::Envelope filtered_request_;  // used only when the request's payload was filtered
   grpc::ClientContext upstream_context_;
 };
 

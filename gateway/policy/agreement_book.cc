@@ -1,6 +1,7 @@
 #include "gateway/policy/agreement_book.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -44,6 +45,58 @@ absl::Status ExpandParties(const google::protobuf::RepeatedPtrField<std::string>
   return absl::OkStatus();
 }
 
+// Data minimisation is an explicit choice: every agreement lists its fields or says all pass.
+absl::Status CompileFields(const config::v1::Agreement& a, const std::string& path,
+                           const config::SourceMap& source, const google::protobuf::Descriptor* type,
+                           const google::protobuf::Descriptor* reply_type, CompiledAgreement* c) {
+  auto compile = [&](const config::v1::FieldPolicy& policy, const google::protobuf::Descriptor* t,
+                     const std::string& key, transform::FieldPlan* out) -> absl::Status {
+    const std::string field_path = absl::StrCat(path, ".", key);
+    absl::StatusOr<transform::FieldPlan> plan = transform::FieldPlan::Compile(
+        t, policy, [&](int i, absl::string_view message) {
+          return source.Error(i < 0 ? field_path : absl::StrCat(field_path, ".allow[", i, "]"),
+                              message);
+        });
+    if (!plan.ok()) return plan.status();
+    *out = *std::move(plan);
+    return absl::OkStatus();
+  };
+  if (!a.has_fields()) {
+    return source.Error(path, "agreement needs fields: {allow: [...]} or fields: {all: true}");
+  }
+  absl::Status s = compile(a.fields(), type, "fields", &c->fields);
+  if (!s.ok()) return s;
+  if (reply_type == nullptr) {
+    if (a.has_reply_fields()) {
+      return source.Error(absl::StrCat(path, ".reply_fields"), "reply_fields without a reply_type");
+    }
+    return absl::OkStatus();
+  }
+  if (!a.has_reply_fields()) {
+    return source.Error(
+        path, "a bevraging agreement needs reply_fields: {allow: [...]} or reply_fields: {all: true}");
+  }
+  return compile(a.reply_fields(), reply_type, "reply_fields", &c->reply_fields);
+}
+
+absl::Status CompileRate(const config::v1::Agreement& a, const std::string& path,
+                         const config::SourceMap& source, CompiledAgreement* c) {
+  if (!a.has_rate()) return absl::OkStatus();
+  const std::string rate_path = absl::StrCat(path, ".rate");
+  const config::v1::Rate& r = a.rate();
+  if (!(r.per_second() > 0) || std::isinf(r.per_second())) {
+    return source.Error(absl::StrCat(rate_path, ".per_second"), "per_second must be above 0");
+  }
+  if (r.per() == config::v1::RATE_SCOPE_UNSPECIFIED) {
+    return source.Error(rate_path, "rate needs per: sender or per: agreement");
+  }
+  c->has_rate = true;
+  c->rate.per_second = r.per_second();
+  c->rate.burst = r.burst() > 0 ? r.burst() : std::max(1.0, std::ceil(r.per_second()));
+  c->rate_per_sender = r.per() == config::v1::RATE_SCOPE_SENDER;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CompiledAgreement> Compile(const config::v1::Agreement& a, const std::string& path,
                                           const config::SourceMap& source,
                                           const Registry& registry,
@@ -53,7 +106,8 @@ absl::StatusOr<CompiledAgreement> Compile(const config::v1::Agreement& a, const 
   c.source = source.Locate(path).ToString();
   if (a.id().empty()) return source.Error(path, "agreement needs an id");
   if (a.message_type().empty()) return source.Error(path, "agreement needs a message_type");
-  if (types.FindMessageTypeByName(a.message_type()) == nullptr) {
+  const google::protobuf::Descriptor* type = types.FindMessageTypeByName(a.message_type());
+  if (type == nullptr) {
     return source.Error(absl::StrCat(path, ".message_type"),
                         absl::StrCat("unknown message type '", a.message_type(), "'"));
   }
@@ -66,10 +120,13 @@ absl::StatusOr<CompiledAgreement> Compile(const config::v1::Agreement& a, const 
   if (a.mode() == EXCHANGE_MODE_MELDING && !a.reply_type().empty()) {
     return source.Error(absl::StrCat(path, ".reply_type"), "a melding has no reply_type");
   }
-  if (!a.reply_type().empty() && types.FindMessageTypeByName(a.reply_type()) == nullptr) {
+  const google::protobuf::Descriptor* reply_type =
+      a.reply_type().empty() ? nullptr : types.FindMessageTypeByName(a.reply_type());
+  if (!a.reply_type().empty() && reply_type == nullptr) {
     return source.Error(absl::StrCat(path, ".reply_type"),
                         absl::StrCat("unknown message type '", a.reply_type(), "'"));
   }
+
   c.message_type = a.message_type();
   c.reply_type = a.reply_type();
   c.mode = a.mode();
@@ -89,6 +146,17 @@ absl::StatusOr<CompiledAgreement> Compile(const config::v1::Agreement& a, const 
   if (c.valid_until <= c.valid_from) {
     return source.Error(absl::StrCat(path, ".valid_until"), "valid_until must be after valid_from");
   }
+  if (a.has_retry_window()) {
+    c.retry_window =
+        absl::Seconds(a.retry_window().seconds()) + absl::Nanoseconds(a.retry_window().nanos());
+    if (c.retry_window <= absl::ZeroDuration()) {
+      return source.Error(absl::StrCat(path, ".retry_window"), "retry_window must be positive");
+    }
+  }
+  s = CompileFields(a, path, source, type, reply_type, &c);
+  if (!s.ok()) return s;
+  s = CompileRate(a, path, source, &c);
+  if (!s.ok()) return s;
   return c;
 }
 

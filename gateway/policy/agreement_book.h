@@ -4,7 +4,9 @@
 // sender, recipient, message type, purpose and mode and is in force at the given time. A
 // denial names the first dimension that failed, looking only at agreements in which the
 // sender is a party, so it never reveals what other parties agreed. Build() rejects a broken
-// agreement set whole, with the file:line of the first error. Immutable after Build(); safe
+// agreement set whole, with the file:line of the first error — including a field path that
+// the message type does not have, and an agreement that neither lists its fields nor says
+// that all pass. Immutable after Build(); safe
 // to read from any thread; Decide() allocates only for a denial's reason.
 #ifndef KNOOPPUNT_GATEWAY_POLICY_AGREEMENT_BOOK_H_
 #define KNOOPPUNT_GATEWAY_POLICY_AGREEMENT_BOOK_H_
@@ -19,6 +21,8 @@
 #include "absl/time/time.h"
 #include "gateway/config/yaml_proto.h"
 #include "gateway/policy/registry.h"
+#include "gateway/ratelimit/token_buckets.h"
+#include "gateway/transform/field_filter.h"
 #include "google/protobuf/descriptor.h"
 #include "knooppunt/config/v1/agreement.pb.h"
 
@@ -35,6 +39,16 @@ struct CompiledAgreement {
   absl::Time valid_from = absl::InfinitePast();
   absl::Time valid_until = absl::InfiniteFuture();
   std::string source;  // file:line, for operators
+  // Which fields of the payload, and of the reply (bevragingen), pass; compiled against
+  // the message types, so an unknown path is a load error.
+  transform::FieldPlan fields;
+  transform::FieldPlan reply_fields;
+  // Rate limit, when the agreement sets one.
+  bool has_rate = false;
+  ratelimit::RateSpec rate;
+  bool rate_per_sender = false;
+  // Meldingen: how long delivery is retried before the message expires (default 5 days).
+  absl::Duration retry_window = absl::Hours(24 * 5);
 };
 
 // The dimension of an exchange that no agreement covered.

@@ -4,23 +4,14 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/common/files.h"
 
 namespace knooppunt::policy {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 absl::StatusOr<std::vector<std::string>> ListYamlFiles(const std::string& dir) {
   std::error_code ec;
@@ -57,13 +48,39 @@ class VersionHash {
   EVP_MD_CTX* ctx_;
 };
 
+// The agreement files in load order: the files named, then each directory's.
+absl::StatusOr<std::vector<std::string>> AgreementPaths(const PolicySources& sources) {
+  std::vector<std::string> paths = sources.agreement_files;
+  for (const std::string& dir : sources.agreement_dirs) {
+    absl::StatusOr<std::vector<std::string>> listed = ListYamlFiles(dir);
+    if (!listed.ok()) return listed.status();
+    paths.insert(paths.end(), listed->begin(), listed->end());
+  }
+  return paths;
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> PolicyVersion(const PolicySources& sources) {
+  VersionHash version;
+  absl::StatusOr<std::vector<std::string>> agreement_paths = AgreementPaths(sources);
+  if (!agreement_paths.ok()) return agreement_paths.status();
+  std::vector<std::string> paths = {sources.registry_file};
+  paths.insert(paths.end(), agreement_paths->begin(), agreement_paths->end());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    absl::StatusOr<std::string> text =
+        ReadWholeFile(paths[i], i == 0 ? "registry file" : "agreement file");
+    if (!text.ok()) return text.status();
+    version.Add(paths[i], *text);
+  }
+  return version.Hex();
+}
 
 absl::StatusOr<std::shared_ptr<const PolicySnapshot>> LoadPolicy(
     const PolicySources& sources, const google::protobuf::DescriptorPool& types) {
   VersionHash version;
 
-  absl::StatusOr<std::string> registry_text = ReadFile(sources.registry_file);
+  absl::StatusOr<std::string> registry_text = ReadWholeFile(sources.registry_file, "registry file");
   if (!registry_text.ok()) return registry_text.status();
   version.Add(sources.registry_file, *registry_text);
   config::v1::Registry registry_proto;
@@ -73,15 +90,11 @@ absl::StatusOr<std::shared_ptr<const PolicySnapshot>> LoadPolicy(
   absl::StatusOr<Registry> registry = Registry::Build(registry_proto, *registry_source);
   if (!registry.ok()) return registry.status();
 
-  std::vector<std::string> agreement_paths = sources.agreement_files;
-  for (const std::string& dir : sources.agreement_dirs) {
-    absl::StatusOr<std::vector<std::string>> listed = ListYamlFiles(dir);
-    if (!listed.ok()) return listed.status();
-    agreement_paths.insert(agreement_paths.end(), listed->begin(), listed->end());
-  }
+  absl::StatusOr<std::vector<std::string>> agreement_paths = AgreementPaths(sources);
+  if (!agreement_paths.ok()) return agreement_paths.status();
   std::vector<AgreementFile> files;
-  for (const std::string& path : agreement_paths) {
-    absl::StatusOr<std::string> text = ReadFile(path);
+  for (const std::string& path : *agreement_paths) {
+    absl::StatusOr<std::string> text = ReadWholeFile(path, "agreement file");
     if (!text.ok()) return text.status();
     version.Add(path, *text);
     AgreementFile file;

@@ -36,6 +36,10 @@ struct PolicySnapshot {
 absl::StatusOr<std::shared_ptr<const PolicySnapshot>> LoadPolicy(
     const PolicySources& sources, const google::protobuf::DescriptorPool& types);
 
+// The version LoadPolicy() would give the files as they are now, without parsing them: how a
+// watcher notices that the policy changed on disk.
+absl::StatusOr<std::string> PolicyVersion(const PolicySources& sources);
+
 }  // namespace knooppunt::policy
 
 #endif  // KNOOPPUNT_GATEWAY_POLICY_POLICY_SNAPSHOT_H_

@@ -21,12 +21,23 @@ bool IsValidGroupName(absl::string_view name) {
   });
 }
 
-// "host:port" with a non-empty host and a port in 1..65535 ("[v6]:port" allowed).
+// "host:port": a host without whitespace (or "[v6]"), a port of 1–5 digits in 1..65535.
 bool IsValidHostPort(absl::string_view address) {
   const size_t colon = address.rfind(':');
   if (colon == absl::string_view::npos || colon == 0) return false;
-  uint32_t port = 0;
-  return absl::SimpleAtoi(address.substr(colon + 1), &port) && port >= 1 && port <= 65535;
+  const absl::string_view host = address.substr(0, colon);
+  const absl::string_view port = address.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return absl::ascii_isdigit(c); })) {
+    return false;
+  }
+  const bool bracketed_v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  const bool plain_host = std::all_of(host.begin(), host.end(), [](char c) {
+    return absl::ascii_isgraph(c) && c != ':' && c != '[' && c != ']';
+  });
+  if (!bracketed_v6 && !plain_host) return false;
+  uint32_t number = 0;
+  return absl::SimpleAtoi(port, &number) && number >= 1 && number <= 65535;
 }
 
 }  // namespace
@@ -142,9 +153,17 @@ absl::StatusOr<std::vector<std::string>> Registry::ExpandPartyRef(absl::string_v
     return it->second;
   }
   if (absl::StartsWith(ref, kGemeentePrefix)) {
-    absl::StatusOr<const Organisation*> org = ResolveRecipient(ref);
-    if (!org.ok()) return absl::InvalidArgumentError(org.status().message());
-    return std::vector<std::string>{(*org)->oin};
+    const absl::string_view code = ref.substr(kGemeentePrefix.size());
+    if (!IsValidGemeentecode(code)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", ref, "': gemeente:<code> needs a 4-digit gemeentecode"));
+    }
+    auto it = by_gemeentecode_.find(code);
+    if (it == by_gemeentecode_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no municipality with gemeentecode ", code, " is registered"));
+    }
+    return std::vector<std::string>{organisations_[it->second].oin};
   }
   if (!IsValidOin(ref)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -48,6 +48,22 @@ absl::StatusOr<config::v1::GatewayConfig> LoadGatewayConfig(const std::string& p
   for (std::string& f : *cfg.mutable_agreement_files()) Resolve(base, &f);
   for (std::string& d : *cfg.mutable_agreement_dirs()) Resolve(base, &d);
   Resolve(base, cfg.mutable_decision_log()->mutable_path());
+  if (cfg.has_audit()) {  // the tamper-evident audit log (gateway/audit/audit_log.h)
+    auto* audit = cfg.mutable_audit();
+    if (audit->db_path().empty() || audit->hmac_key_file().empty() ||
+        audit->signing_key_file().empty()) {
+      return source->Error("audit", "audit needs db_path, hmac_key_file and signing_key_file");
+    }
+    Resolve(base, audit->mutable_db_path());
+    Resolve(base, audit->mutable_hmac_key_file());
+    Resolve(base, audit->mutable_signing_key_file());
+    if (audit->checkpoint_every_records() == 0) audit->set_checkpoint_every_records(1000);
+    if (!audit->has_checkpoint_every()) audit->mutable_checkpoint_every()->set_seconds(10);
+  }
+  if (cfg.melding().store_path().empty()) cfg.mutable_melding()->set_store_path("meldingen.db");
+  Resolve(base, cfg.mutable_melding()->mutable_store_path());
+  for (std::string& f : *cfg.mutable_descriptor_set_files()) Resolve(base, &f);
+  if (!cfg.has_policy_watch_interval()) cfg.mutable_policy_watch_interval()->set_seconds(2);
 
   if (cfg.instance_id().empty()) cfg.set_instance_id("knooppunt-1");
   auto* limits = cfg.mutable_limits();

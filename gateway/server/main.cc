@@ -1,5 +1,6 @@
 // knooppunt-gateway: the gateway process.
 //   knooppunt-gateway --config=gateway.yaml [--port_file=FILE] [--check]
+// SIGHUP reloads the registry and agreements; SIGTERM/SIGINT stop the gateway.
 #include <pthread.h>
 
 #include <csignal>
@@ -11,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gateway/common/log.h"
 #include "gateway/server/gateway_config.h"
 #include "gateway/server/gateway_server.h"
@@ -26,6 +28,9 @@ int main(int argc, char** argv) {
   using knooppunt::LogLevel;
   absl::SetProgramUsageMessage("knooppunt-gateway --config=gateway.yaml");
   absl::ParseCommandLine(argc, argv);
+  // absl::Mutex deadlock detection is a debugging aid that costs every lock a graph update;
+  // the gateway is not a debug build.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (config_path.empty()) {
     std::fprintf(stderr, "knooppunt-gateway: --config is required\n");
@@ -38,9 +43,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (absl::GetFlag(FLAGS_check)) {
+    absl::StatusOr<std::unique_ptr<google::protobuf::DescriptorPool>> types =
+        knooppunt::server::LoadMessageTypes(
+            {config->descriptor_set_files().begin(), config->descriptor_set_files().end()});
+    if (!types.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(types.status().message()).c_str());
+      return 1;
+    }
     absl::StatusOr<std::shared_ptr<const knooppunt::policy::PolicySnapshot>> policy =
-        knooppunt::policy::LoadPolicy(knooppunt::server::PolicySourcesOf(*config),
-                                      knooppunt::server::BuiltinMessageTypes());
+        knooppunt::policy::LoadPolicy(knooppunt::server::PolicySourcesOf(*config), **types);
     if (!policy.ok()) {
       std::fprintf(stderr, "%s\n", std::string(policy.status().message()).c_str());
       return 1;
@@ -57,6 +68,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reload the policy
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<knooppunt::server::GatewayServer>> gateway =
@@ -80,7 +92,9 @@ int main(int argc, char** argv) {
        {"agreements", absl::StrCat((*gateway)->policy().Current()->agreements.agreements().size())}});
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    (*gateway)->ReloadPolicy("sighup").IgnoreError();  // logged either way
+  }
   Log(LogLevel::kInfo, "shutting_down", {{"signal", absl::StrCat(signal_number)}});
   (*gateway)->Shutdown(absl::Seconds(10));
   (*gateway)->Wait();

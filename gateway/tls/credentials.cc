@@ -1,10 +1,8 @@
 #include "gateway/tls/credentials.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/common/files.h"
 #include "gateway/identity/peer_identity.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_certificate_verifier.h"
@@ -45,14 +43,11 @@ class OinVerifier : public grpc::experimental::ExternalCertificateVerifier {
 }  // namespace
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " ", path));
-  std::ostringstream content;
-  content << in.rdbuf();
-  if (content.str().empty()) {
+  absl::StatusOr<std::string> pem = ReadWholeFile(path, what);
+  if (pem.ok() && pem->empty()) {
     return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " is empty"));
   }
-  return content.str();
+  return pem;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsServerCredentials(

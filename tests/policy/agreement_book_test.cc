@@ -50,6 +50,7 @@ TEST_F(AgreementBookTest, UnknownMessageType) {
     from: ["00000099100000000001"]                    # 5
     to: [group:gemeenten]                             # 6
     purposes: [BRP-bijhouding]                        # 7
+    fields: {all: true}                               # 8
 )yaml";
   const absl::Status status = Build(kYaml).status();
   EXPECT_THAT(status, IsErrorAt("agreements.yaml", 3, "unknown message type"));
@@ -64,6 +65,7 @@ TEST_F(AgreementBookTest, MissingMessageTypeAndMode) {
     from: ["00000099100000000001"]                    # 4
     to: [group:gemeenten]                             # 5
     purposes: [BRP-bijhouding]                        # 6
+    fields: {all: true}                               # 7
 )yaml";
   EXPECT_THAT(Build(kNoType).status(), IsErrorAt("agreements.yaml", 2, "needs a message_type"));
   constexpr absl::string_view kNoMode = R"yaml(agreements:   # 1
@@ -72,6 +74,7 @@ TEST_F(AgreementBookTest, MissingMessageTypeAndMode) {
     from: ["00000099100000000001"]                    # 4
     to: [group:gemeenten]                             # 5
     purposes: [BRP-bijhouding]                        # 6
+    fields: {all: true}                               # 7
 )yaml";
   EXPECT_THAT(Build(kNoMode).status(), IsErrorAt("agreements.yaml", 2, "needs a mode"));
   constexpr absl::string_view kNoId = R"yaml(agreements:   # 1
@@ -80,6 +83,7 @@ TEST_F(AgreementBookTest, MissingMessageTypeAndMode) {
     from: ["00000099100000000001"]                    # 4
     to: [group:gemeenten]                             # 5
     purposes: [BRP-bijhouding]                        # 6
+    fields: {all: true}                               # 7
 )yaml";
   EXPECT_THAT(Build(kNoId).status(), IsErrorAt("agreements.yaml", 2, "needs an id"));
 }
@@ -93,6 +97,8 @@ TEST_F(AgreementBookTest, UnknownReplyType) {
     from: [group:brp-afnemers]                        # 6
     to: ["00000099200000000001"]                      # 7
     purposes: [BRP-bevraging]                         # 8
+    fields: {all: true}                               # 9
+    reply_fields: {all: true}                         # 10
 )yaml";
   const absl::Status status = Build(kYaml).status();
   EXPECT_THAT(status, IsErrorAt("agreements.yaml", 4, "unknown message type"));
@@ -107,15 +113,17 @@ TEST_F(AgreementBookTest, BevragingWithoutReplyType) {
     from: ["00000099100000000001"]                    # 5
     to: [group:gemeenten]                             # 6
     purposes: [BRP-bijhouding]                        # 7
-  - id: brp-bevragen                                  # 8
-    message_type: gemeente.brp.v1.PersoonVraag        # 9
-    mode: bevraging                                   # 10
-    from: [group:brp-afnemers]                        # 11
-    to: ["00000099200000000001"]                      # 12
-    purposes: [BRP-bevraging]                         # 13
+    fields: {all: true}                               # 8
+  - id: brp-bevragen                                  # 9
+    message_type: gemeente.brp.v1.PersoonVraag        # 10
+    mode: bevraging                                   # 11
+    from: [group:brp-afnemers]                        # 12
+    to: ["00000099200000000001"]                      # 13
+    purposes: [BRP-bevraging]                         # 14
+    fields: {all: true}                               # 15
 )yaml";
   const absl::Status status = Build(kYaml).status();
-  EXPECT_THAT(status, IsErrorAt("agreements.yaml", 8, "needs a reply_type"));
+  EXPECT_THAT(status, IsErrorAt("agreements.yaml", 9, "needs a reply_type"));
   EXPECT_THAT(status.message(), HasSubstr("agreements[1]"));
 }
 
@@ -128,6 +136,8 @@ TEST_F(AgreementBookTest, MeldingWithReplyType) {
     from: ["00000099100000000001"]                    # 6
     to: [group:gemeenten]                             # 7
     purposes: [BRP-bijhouding]                        # 8
+    fields: {all: true}                               # 9
+    reply_fields: {all: true}                         # 10
 )yaml";
   EXPECT_THAT(Build(kYaml).status(), IsErrorAt("agreements.yaml", 4, "melding has no reply_type"));
 }
@@ -142,6 +152,7 @@ TEST_F(AgreementBookTest, UnknownGroupInFrom) {
       - group:landelijk                               # 7
     to: [group:gemeenten]                             # 8
     purposes: [BRP-bijhouding]                        # 9
+    fields: {all: true}                               # 10
 )yaml";
   const absl::Status status = Build(kYaml).status();
   EXPECT_THAT(status, IsErrorAt("agreements.yaml", 7, "unknown group 'group:landelijk'"));
@@ -157,6 +168,7 @@ TEST_F(AgreementBookTest, UnknownGroupInTo) {
     to:                                               # 6
       - group:gemeentes                               # 7
     purposes: [BRP-bijhouding]                        # 8
+    fields: {all: true}                               # 9
 )yaml";
   const absl::Status status = Build(kYaml).status();
   EXPECT_THAT(status, IsErrorAt("agreements.yaml", 7, "unknown group 'group:gemeentes'"));
@@ -174,6 +186,8 @@ TEST_F(AgreementBookTest, MalformedOinInTo) {
       - "00000099200000000001"                        # 8
       - "0000009920000000001"                         # 9
     purposes: [BRP-bevraging]                         # 10
+    fields: {all: true}                               # 11
+    reply_fields: {all: true}                         # 12
 )yaml";
   const absl::Status status = Build(kYaml).status();
   EXPECT_THAT(status, IsErrorAt("agreements.yaml", 9, "agreements[0].to[1]"));
@@ -188,6 +202,7 @@ TEST_F(AgreementBookTest, UnregisteredOinAndUnknownGemeente) {
     from: ["00000099100000000002"]                    # 5
     to: [group:gemeenten]                             # 6
     purposes: [BRP-bijhouding]                        # 7
+    fields: {all: true}                               # 8
 )yaml";
   EXPECT_THAT(Build(kOin).status(), IsErrorAt("agreements.yaml", 5, "not in the registry"));
   constexpr absl::string_view kGemeente = R"yaml(agreements:   # 1
@@ -197,6 +212,7 @@ TEST_F(AgreementBookTest, UnregisteredOinAndUnknownGemeente) {
     from: ["00000099100000000001"]                    # 5
     to: [gemeente:0599]                               # 6
     purposes: [BRP-bijhouding]                        # 7
+    fields: {all: true}                               # 8
 )yaml";
   EXPECT_THAT(Build(kGemeente).status(), IsErrorAt("agreements.yaml", 6, "0599"));
 }
@@ -209,6 +225,7 @@ TEST_F(AgreementBookTest, EmptyPartyList) {
     from: ["00000099100000000001"]                    # 5
     to: []                                            # 6
     purposes: [BRP-bijhouding]                        # 7
+    fields: {all: true}                               # 8
 )yaml";
   EXPECT_THAT(Build(kYaml).status(), IsErrorAt("agreements.yaml", 6, "at least one party"));
 }
@@ -221,12 +238,14 @@ TEST_F(AgreementBookTest, DuplicateIdAcrossFilesNamesFirstLocation) {
     from: ["00000099100000000001"]                    # 5
     to: [group:gemeenten]                             # 6
     purposes: [BRP-bijhouding]                        # 7
-  - id: dubbel                                        # 8
-    message_type: gemeente.verhuizen.v1.Verhuismelding  # 9
-    mode: melding                                     # 10
-    from: ["00000099100000000001"]                    # 11
-    to: [gemeente:0014]                               # 12
-    purposes: [BRP-bijhouding]                        # 13
+    fields: {all: true}                               # 8
+  - id: dubbel                                        # 9
+    message_type: gemeente.verhuizen.v1.Verhuismelding  # 10
+    mode: melding                                     # 11
+    from: ["00000099100000000001"]                    # 12
+    to: [gemeente:0014]                               # 13
+    purposes: [BRP-bijhouding]                        # 14
+    fields: {all: true}                               # 15
 )yaml";
   constexpr absl::string_view kSecond = R"yaml(# second file   # 1
 agreements:                                           # 2
@@ -237,6 +256,8 @@ agreements:                                           # 2
     from: [group:brp-afnemers]                        # 7
     to: ["00000099200000000001"]                      # 8
     purposes: [BRP-bevraging]                         # 9
+    fields: {all: true}                               # 10
+    reply_fields: {all: true}                         # 11
 )yaml";
   const absl::Status status =
       AgreementBook::Build({AgreementFileFromYaml(kFirst, "a.yaml"),
@@ -244,7 +265,7 @@ agreements:                                           # 2
                            registry_, DomainTypes())
           .status();
   EXPECT_THAT(status, IsErrorAt("b.yaml", 3, "agreement id 'dubbel' is already used at"));
-  EXPECT_THAT(status.message(), HasSubstr("a.yaml:8:"));
+  EXPECT_THAT(status.message(), HasSubstr("a.yaml:9:"));
 }
 
 TEST_F(AgreementBookTest, DuplicateIdWithinOneFile) {
@@ -255,15 +276,17 @@ TEST_F(AgreementBookTest, DuplicateIdWithinOneFile) {
     from: ["00000099100000000001"]                    # 5
     to: [group:gemeenten]                             # 6
     purposes: [BRP-bijhouding]                        # 7
-  - id: dubbel                                        # 8
-    message_type: gemeente.verhuizen.v1.Verhuismelding  # 9
-    mode: melding                                     # 10
-    from: ["00000099100000000001"]                    # 11
-    to: [group:gemeenten]                             # 12
-    purposes: [BRP-bijhouding]                        # 13
+    fields: {all: true}                               # 8
+  - id: dubbel                                        # 9
+    message_type: gemeente.verhuizen.v1.Verhuismelding  # 10
+    mode: melding                                     # 11
+    from: ["00000099100000000001"]                    # 12
+    to: [group:gemeenten]                             # 13
+    purposes: [BRP-bijhouding]                        # 14
+    fields: {all: true}                               # 15
 )yaml";
   const absl::Status status = Build(kYaml).status();
-  EXPECT_THAT(status, IsErrorAt("agreements.yaml", 8, "already used at agreements.yaml:2:"));
+  EXPECT_THAT(status, IsErrorAt("agreements.yaml", 9, "already used at agreements.yaml:2:"));
 }
 
 TEST_F(AgreementBookTest, ValidUntilBeforeValidFrom) {
@@ -276,6 +299,7 @@ TEST_F(AgreementBookTest, ValidUntilBeforeValidFrom) {
     purposes: [BRP-bijhouding]                        # 7
     valid_from: 2027-01-01                            # 8
     valid_until: 2026-01-01                           # 9
+    fields: {all: true}                               # 10
 )yaml";
   EXPECT_THAT(Build(kYaml).status(),
               IsErrorAt("agreements.yaml", 9, "valid_until must be after valid_from"));
@@ -291,6 +315,7 @@ TEST_F(AgreementBookTest, ValidUntilEqualToValidFrom) {
     purposes: [BRP-bijhouding]                        # 7
     valid_from: 2027-01-01T00:00:00Z                  # 8
     valid_until: 2027-01-01T01:00:00+01:00            # 9
+    fields: {all: true}                               # 10
 )yaml";
   EXPECT_THAT(Build(kYaml).status(),
               IsErrorAt("agreements.yaml", 9, "valid_until must be after valid_from"));
@@ -303,6 +328,7 @@ TEST_F(AgreementBookTest, MissingPurposes) {
     mode: melding                                     # 4
     from: ["00000099100000000001"]                    # 5
     to: [group:gemeenten]                             # 6
+    fields: {all: true}                               # 7
 )yaml";
   EXPECT_THAT(Build(kYaml).status(),
               IsErrorAt("agreements.yaml", 2, "needs at least one purpose"));
@@ -318,6 +344,7 @@ TEST_F(AgreementBookTest, EmptyPurpose) {
     purposes:                                         # 7
       - BRP-bijhouding                                # 8
       - ""                                            # 9
+    fields: {all: true}                               # 10
 )yaml";
   EXPECT_THAT(Build(kYaml).status(), IsErrorAt("agreements.yaml", 9, "empty purpose"));
 }
@@ -351,18 +378,22 @@ constexpr absl::string_view kAgreementsYaml = R"yaml(agreements:
     purposes: [BRP-bevraging, BRP-bijhouding]
     valid_from: 2026-01-01
     valid_until: 2028-01-01
+    fields: {all: true}
+    reply_fields: {all: true}
   - id: verhuizen-naar-gemeenten
     message_type: gemeente.verhuizen.v1.Verhuismelding
     mode: melding
     from: ["00000099100000000001"]
     to: [group:gemeenten]
     purposes: [BRP-bijhouding]
+    fields: {all: true}
   - id: zaak-amsterdam-groningen
     message_type: gemeente.zaken.v1.ZaakAanmaken
     mode: melding
     from: [gemeente:0363]
     to: [gemeente:0014]
     purposes: [zaakoverdracht]
+    fields: {all: true}
   - id: geheim-groningen-amsterdam
     message_type: gemeente.brp.v1.PersoonVraag
     reply_type: gemeente.brp.v1.Persoon
@@ -372,6 +403,8 @@ constexpr absl::string_view kAgreementsYaml = R"yaml(agreements:
     purposes: [geheim-doel]
     valid_from: 2020-01-01
     valid_until: 2021-01-01
+    fields: {all: true}
+    reply_fields: {all: true}
 )yaml";
 
 constexpr absl::string_view kPersoonVraag = "gemeente.brp.v1.PersoonVraag";

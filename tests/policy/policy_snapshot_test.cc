@@ -31,6 +31,8 @@ constexpr absl::string_view kBrpAgreement = R"yaml(agreements:
     purposes: [BRP-bevraging]
     valid_from: 2026-01-01
     valid_until: 2028-01-01
+    fields: {all: true}
+    reply_fields: {all: true}
 )yaml";
 
 constexpr absl::string_view kVerhuizenAgreement = R"yaml(agreements:
@@ -40,6 +42,7 @@ constexpr absl::string_view kVerhuizenAgreement = R"yaml(agreements:
     from: ["00000099100000000001"]
     to: [group:gemeenten]
     purposes: [BRP-bijhouding]
+    fields: {all: true}
 )yaml";
 
 class LoadPolicyTest : public ::testing::Test {
@@ -158,6 +161,7 @@ TEST_F(LoadPolicyTest, BrokenAgreementFileGivesFileAndLine) {
     from: ["00000099100000000001"]                    # 5
     to: [group:gemeenten, group:provincies]           # 6
     purposes: [BRP-bijhouding]                        # 7
+    fields: {all: true}                               # 8
 )yaml");
   EXPECT_THAT(Load().status(),
               IsErrorAt(Path("agreements/verhuizen.yml"), 6, "unknown group 'group:provincies'"));
@@ -170,6 +174,8 @@ TEST_F(LoadPolicyTest, YamlErrorInAgreementFileGivesFileAndLine) {
     reply_type: gemeente.brp.v1.Persoon               # 4
     mode: bevraging                                   # 5
     form: [group:brp-afnemers]                        # 6
+    fields: {all: true}                               # 7
+    reply_fields: {all: true}                         # 8
 )yaml");
   const absl::Status status = Load().status();
   EXPECT_THAT(status, IsErrorAt(Path("agreements/brp.yaml"), 6, "form"));

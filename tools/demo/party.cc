@@ -18,6 +18,7 @@
 #include "gateway/identity/peer_identity.h"
 #include "gateway/tls/credentials.h"
 #include "gemeente/brp/v1/brp.pb.h"
+#include "gemeente/verhuizen/v1/verhuizen.pb.h"
 #include "google/protobuf/text_format.h"
 #include "grpcpp/server_builder.h"
 #include "knooppunt/exchange/v1/exchange.grpc.pb.h"
@@ -56,6 +57,35 @@ class PartyEndpoint final : public knooppunt::exchange::v1::Endpoint::CallbackSe
                                    Envelope* reply) override {
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(Handle(*ctx, *request, reply));
+    return reactor;
+  }
+
+  // A melding from the gateway: print what arrived and confirm receipt.
+  grpc::ServerUnaryReactor* Deliver(grpc::CallbackServerContext* ctx, const Envelope* request,
+                                    knooppunt::exchange::v1::DeliverResponse*) override {
+    auto* reactor = ctx->DefaultReactor();
+    absl::StatusOr<std::string> caller = authenticator_.Authenticate(*ctx->auth_context());
+    if (!caller.ok() || *caller != gateway_oin_) {
+      Print("refused a delivery that did not come from the gateway");
+      reactor->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "only the gateway may call"));
+      return reactor;
+    }
+    gemeente::verhuizen::v1::Verhuismelding melding;
+    if (request->payload().UnpackTo(&melding)) {
+      const auto& a = melding.nieuw_adres();
+      const auto& d = melding.datum_verhuizing();
+      Print(absl::StrCat("received Verhuismelding ", request->message_id(), " from ",
+                         request->sender(), " under agreement ",
+                         Metadata(*ctx, "knooppunt-agreement-id"), ": BSN ",
+                         MaskBsn(melding.bsn()), " moves to ", a.straat(), " ", a.huisnummer(),
+                         ", ", a.postcode(), " ", a.woonplaats(), " on ", d.jaar(), "-",
+                         d.maand(), "-", d.dag(), " with ", melding.meeverhuizenden_size(),
+                         " other(s)"));
+    } else {
+      Print(absl::StrCat("received melding ", request->message_id(), " of type ",
+                         request->payload().type_url(), " from ", request->sender()));
+    }
+    reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 

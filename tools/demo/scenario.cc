@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -17,6 +19,7 @@
 #include "gateway/client/envelope.h"
 #include "gateway/tls/credentials.h"
 #include "gemeente/brp/v1/brp.pb.h"
+#include "gemeente/verhuizen/v1/verhuizen.pb.h"
 #include "grpcpp/create_channel.h"
 #include "knooppunt/exchange/v1/exchange.grpc.pb.h"
 
@@ -31,6 +34,7 @@ using knooppunt::exchange::v1::Envelope;
 using knooppunt::exchange::v1::Exchange;
 
 constexpr char kBsn[] = "999993653";
+constexpr char kVerhuizenOin[] = "00000099100000000001";
 constexpr char kBrpOin[] = "00000099200000000001";
 constexpr char kGroningenOin[] = "00000099300000000014";
 constexpr char kZaanstadOin[] = "00000099300000000479";
@@ -94,20 +98,23 @@ bool Expect(const grpc::Status& status, grpc::StatusCode expected, const std::st
 void SummariseDecisionLog(const std::string& path) {
   std::ifstream in(path);
   if (path.empty() || !in) return;
-  int allowed = 0, denied = 0, outcomes = 0;
+  int allowed = 0, denied = 0, outcomes = 0, deliveries = 0;
   for (std::string line; std::getline(in, line);) {
     if (line.find("\"event\":\"outcome\"") != std::string::npos) {
       ++outcomes;
+    } else if (line.find("\"event\":\"delivered\"") != std::string::npos) {
+      ++deliveries;
     } else if (line.find("DECISION_ALLOWED") != std::string::npos) {
       ++allowed;
     } else if (line.find("DECISION_DENIED") != std::string::npos) {
       ++denied;
     }
   }
-  std::printf("\n  The gateway recorded %d allowed and %d denied decisions and %d outcomes in\n"
+  std::printf("\n  The gateway recorded %d allowed and %d denied decisions, %d outcomes and %d "
+              "delivery(ies) in\n"
               "  %s (one JSON line each: who, to whom, which type and purpose,\n"
               "  which agreement, the payload's SHA-256 — never the payload itself).\n",
-              allowed, denied, outcomes, path.c_str());
+              allowed, denied, outcomes, deliveries, path.c_str());
 }
 
 }  // namespace
@@ -115,6 +122,56 @@ void SummariseDecisionLog(const std::string& path) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   std::vector<Step> steps;
+
+  steps.push_back({"The national Verhuizen service sends a moving notification (Verhuismelding) for "
+                   "BSN ******653 to the new municipality, gemeente:0014 (Groningen); the gateway "
+                   "stores it, delivers it, and the sender checks its status",
+                   [] {
+                     auto stub = Connect("verhuizen");
+                     gemeente::verhuizen::v1::Verhuismelding melding;
+                     melding.set_bsn(kBsn);
+                     auto* adres = melding.mutable_nieuw_adres();
+                     adres->set_straat("Grote Markt");
+                     adres->set_huisnummer(1);
+                     adres->set_postcode("9711LV");
+                     adres->set_woonplaats("Groningen");
+                     adres->set_gemeentecode("0014");
+                     melding.mutable_datum_verhuizing()->set_jaar(2026);
+                     melding.mutable_datum_verhuizing()->set_maand(5);
+                     melding.mutable_datum_verhuizing()->set_dag(1);
+                     Envelope e = knooppunt::client::NewEnvelope(kVerhuizenOin, "gemeente:0014",
+                                                                 "BRP-bijhouding", melding);
+                     knooppunt::exchange::v1::Receipt receipt;
+                     grpc::Status s;
+                     {
+                       grpc::ClientContext ctx;
+                       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+                       s = stub->Send(&ctx, e, &receipt);
+                     }
+                     if (!s.ok()) return Expect(s, grpc::StatusCode::OK, "");
+                     std::printf("     -> OK: accepted (stored on disk) under agreement %s, "
+                                 "message id %s\n",
+                                 receipt.agreement_id().c_str(), receipt.message_id().c_str());
+                     knooppunt::exchange::v1::StatusRequest ask;
+                     ask.set_message_id(e.message_id());
+                     knooppunt::exchange::v1::DeliveryStatus status;
+                     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+                     while (std::chrono::steady_clock::now() < until) {
+                       grpc::ClientContext ctx;
+                       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+                       s = stub->GetStatus(&ctx, ask, &status);
+                       if (s.ok() && status.state() ==
+                                         knooppunt::exchange::v1::DELIVERY_STATE_DELIVERED) {
+                         std::printf("     -> GetStatus: DELIVERED to %s after %u attempt(s)\n",
+                                     status.recipient().c_str(), status.attempts());
+                         return true;
+                       }
+                       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                     }
+                     std::printf("     !! not delivered in time: %s %s\n",
+                                 s.error_message().c_str(), status.ShortDebugString().c_str());
+                     return false;
+                   }});
 
   steps.push_back({"Gemeente Groningen's backoffice asks the central BRP person service for the "
                    "citizen with BSN ******653 (purpose BRP-bevraging)",
@@ -126,14 +183,31 @@ int main(int argc, char** argv) {
                      if (s.ok() && reply.payload().UnpackTo(&person)) {
                        std::printf("     -> OK: agreement %s allowed it; the reply comes from %s\n",
                                    reply.agreement_id().c_str(), reply.sender().c_str());
-                       std::printf("        naam: %s %s %s, woonplaats: %s, %d earlier address(es), "
-                                   "%d parent(s)\n",
+                       std::printf("        naam: %s %s %s, woonplaats: %s\n",
                                    person.naam().voornamen().c_str(),
                                    person.naam().voorvoegsel().c_str(),
                                    person.naam().geslachtsnaam().c_str(),
-                                   person.verblijfplaats().adres().woonplaats().c_str(),
-                                   person.verblijfplaats_historie_size(), person.ouders_size());
-                       return true;
+                                   person.verblijfplaats().adres().woonplaats().c_str());
+                       // The BRP service answers with the whole person list; the agreement
+                       // lets only these fields reach Groningen.
+                       const std::set<std::string> agreed = {
+                           "bsn", "naam", "geboorte", "verblijfplaats",
+                           "gemeente_van_inschrijving"};
+                       std::vector<const google::protobuf::FieldDescriptor*> fields;
+                       person.GetReflection()->ListFields(person, &fields);
+                       std::vector<std::string> present;
+                       bool only_agreed = true;
+                       for (const auto* f : fields) {
+                         present.push_back(f->name());
+                         only_agreed = only_agreed && agreed.count(f->name()) > 0;
+                       }
+                       std::printf("        fields that arrived: %s\n",
+                                   absl::StrJoin(present, ", ").c_str());
+                       std::printf("        withheld by the gateway: ouders, partners, "
+                                   "nationaliteiten, verblijfplaats_historie, indicaties "
+                                   "(%s)\n",
+                                   only_agreed ? "none of them arrived" : "!! some arrived");
+                       return only_agreed && person.has_naam() && person.has_verblijfplaats();
                      }
                      return Expect(s, grpc::StatusCode::OK, "");
                    }});
@@ -168,7 +242,7 @@ int main(int argc, char** argv) {
                      return refused;
                    }});
 
-  std::printf("\nKnooppunt demo: bevragingen through the gateway at %s\n",
+  std::printf("\nKnooppunt demo: meldingen and bevragingen through the gateway at %s\n",
               absl::GetFlag(FLAGS_gateway).c_str());
   int passed = 0;
   for (size_t i = 0; i < steps.size(); ++i) {

@@ -1,0 +1,56 @@
+#include "gateway/audit/audit_wiring.h"
+
+#include "gateway/audit/audit_log.h"
+#include "gateway/common/log.h"
+
+namespace knooppunt::audit {
+namespace {
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DecisionLog>> OpenDecisionLog(
+    const config::v1::GatewayConfig& config) {
+  if (!config.has_audit()) {
+    Log(LogLevel::kWarning, "audit_not_tamper_evident",
+        {{"reason", "no audit: section in the configuration; decisions go to JSON lines only"}});
+    absl::StatusOr<std::unique_ptr<JsonLinesDecisionLog>> json =
+        JsonLinesDecisionLog::Open(config.decision_log().path());
+    if (!json.ok()) return json.status();
+    return std::unique_ptr<DecisionLog>(*std::move(json));
+  }
+  const config::v1::AuditConfig& a = config.audit();
+  AuditLogOptions options;
+  options.db_path = a.db_path();
+  absl::StatusOr<std::string> key = ReadHmacKeyFile(a.hmac_key_file());
+  if (!key.ok()) return key.status();
+  options.hmac_key = *key;
+  options.signing_key_file = a.signing_key_file();
+  options.instance_id = config.instance_id();
+  options.checkpoint_every_records = a.checkpoint_every_records();
+  options.checkpoint_every = FromProto(a.checkpoint_every());
+  options.retention = FromProto(a.retention());
+  options.max_db_bytes = static_cast<int64_t>(a.max_db_bytes());
+  absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(options);
+  if (!log.ok()) return log.status();
+  if (config.decision_log().path().empty()) return std::unique_ptr<DecisionLog>(*std::move(log));
+  absl::StatusOr<std::unique_ptr<JsonLinesDecisionLog>> json =
+      JsonLinesDecisionLog::Open(config.decision_log().path());
+  if (!json.ok()) return json.status();
+  return std::unique_ptr<DecisionLog>(
+      std::make_unique<TeeDecisionLog>(*std::move(log), *std::move(json)));
+}
+
+absl::StatusOr<std::unique_ptr<AuditorService>> MakeAuditorService(
+    const config::v1::GatewayConfig& config, const policy::PolicyStore* policy,
+    const identity::PeerAuthenticator* authenticator) {
+  if (!config.has_audit()) return std::unique_ptr<AuditorService>();
+  absl::StatusOr<std::unique_ptr<SignatureVerifier>> key =
+      SignatureVerifier::FromPemFile(config.audit().signing_key_file());
+  if (!key.ok()) return key.status();
+  return std::make_unique<AuditorService>(config.audit().db_path(), *std::move(key), policy,
+                                          authenticator);
+}
+
+}  // namespace knooppunt::audit

@@ -1,0 +1,125 @@
+#include "gateway/server/melding_wiring.h"
+
+#include <openssl/evp.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "gateway/common/ids.h"
+#include "gateway/common/log.h"
+#include "gateway/exchange/envelope_check.h"
+#include "google/protobuf/util/time_util.h"
+#include "gateway/store/sqlite_message_store.h"
+
+namespace knooppunt::server {
+namespace {
+
+absl::Duration Or(const google::protobuf::Duration& d, bool set, absl::Duration fallback) {
+  if (!set) return fallback;
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+std::string Sha256Hex(const std::string& bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), len));
+}
+
+// The audit record of one delivery: who received which message, when, under which agreement.
+audit::v1::DecisionRecord DeliveryRecord(const MeldingDependencies& deps,
+                                         const store::MessageRecord& header,
+                                         const exchange::v1::Envelope& envelope) {
+  audit::v1::DecisionRecord r;
+  *r.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(header.delivered_at));
+  r.set_instance_id(deps.instance_id);
+  const TraceIds trace = ContinueTrace(envelope.trace().traceparent());
+  r.set_trace_id(trace.trace_id);
+  r.set_span_id(trace.span_id);
+  r.set_message_id(envelope.message_id());
+  r.set_correlation_id(envelope.correlation_id());
+  r.set_operation("Deliver");
+  r.set_sender(envelope.sender());
+  r.set_recipient(envelope.recipient());
+  r.set_recipient_oin(header.recipient);
+  const std::string type(exchange::MessageTypeOf(envelope.payload().type_url()));
+  r.set_message_type(type);
+  r.set_purpose(envelope.purpose());
+  r.set_agreement_id(header.agreement_id);
+  r.set_decision(audit::v1::DECISION_ALLOWED);
+  r.set_reason(absl::StrCat("delivered after ", header.attempts, " attempt(s)"));
+  r.set_event("delivered");
+  r.set_payload_sha256(Sha256Hex(envelope.payload().value()));
+  r.set_payload_bytes(static_cast<int64_t>(envelope.payload().value().size()));
+  r.set_latency_us(absl::ToInt64Microseconds(header.delivered_at - header.accepted_at));
+  if (deps.types != nullptr) {
+    deps.decision_log->AddDataSubjects(deps.types->FindMessageTypeByName(type),
+                                       envelope.payload().value(), &r);
+  }
+  return r;
+}
+
+}  // namespace
+
+absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
+                            const MeldingDependencies& deps, Meldingen* out) {
+  const policy::PolicyStore* policy = deps.policy;
+  store::SqliteStoreOptions store_options;
+  store_options.path = config.store_path().empty() ? "meldingen.db" : config.store_path();
+  if (config.max_pending_messages() > 0) {
+    store_options.max_pending_messages = config.max_pending_messages();
+  }
+  if (config.max_pending_bytes() > 0) store_options.max_pending_bytes = config.max_pending_bytes();
+  absl::StatusOr<std::unique_ptr<store::SqliteMessageStore>> opened =
+      store::SqliteMessageStore::Open(store_options);
+  if (!opened.ok()) return opened.status();
+  out->store = *std::move(opened);
+  absl::StatusOr<std::vector<store::MessageRecord>> pending = out->store->LoadPending();
+  if (!pending.ok()) return pending.status();
+
+  delivery::DeliveryOptions options;
+  if (config.max_in_flight_per_recipient() > 0) {
+    options.max_in_flight_per_recipient = config.max_in_flight_per_recipient();
+  }
+  options.initial_backoff =
+      Or(config.initial_backoff(), config.has_initial_backoff(), options.initial_backoff);
+  options.max_backoff = Or(config.max_backoff(), config.has_max_backoff(), options.max_backoff);
+  options.attempt_timeout =
+      Or(config.attempt_timeout(), config.has_attempt_timeout(), options.attempt_timeout);
+  options.visibility_timeout =
+      Or(config.visibility_timeout(), config.has_visibility_timeout(), options.visibility_timeout);
+
+  // The route is looked up in the policy in force at every attempt.
+  auto routes = [policy](const std::string& oin) {
+    delivery::Route route;
+    std::shared_ptr<const policy::PolicySnapshot> snapshot = policy->Current();
+    const policy::Organisation* org = snapshot->registry.FindByOin(oin);
+    if (org != nullptr && !org->endpoint_address.empty()) {
+      route.push = true;
+      route.target = {org->oin, org->endpoint_address, org->tls_server_name};
+    }
+    return route;
+  };
+  out->delivery = std::make_unique<delivery::DeliveryScheduler>(
+      out->store.get(), deps.endpoints, routes, options);
+  if (deps.decision_log != nullptr) {
+    out->delivery->set_delivered_hook(
+        [deps](const store::MessageRecord& header, const exchange::v1::Envelope& envelope) {
+          deps.decision_log->Record(DeliveryRecord(deps, header, envelope)).IgnoreError();
+        });
+  }
+  const size_t recovered = pending->size();
+  out->delivery->Start(*std::move(pending));
+  deps.exchange->AttachMeldingen(out->store.get(), out->delivery.get());
+  Log(LogLevel::kInfo, "melding_store_open",
+      {{"path", store_options.path}, {"pending", absl::StrCat(recovered)}});
+  return absl::OkStatus();
+}
+
+void StopMeldingen(Meldingen* meldingen) {
+  if (meldingen->delivery) meldingen->delivery->Stop();
+  if (meldingen->store) meldingen->store->Close();
+}
+
+}  // namespace knooppunt::server

@@ -1,0 +1,96 @@
+// Durable storage of meldingen: the interface the delivery logic is written against, so
+// that the embedded SQLite store (sqlite_message_store.h) can be joined by e.g. a PostgreSQL
+// store shared by several gateway replicas without touching gateway/delivery/.
+//
+// Guarantees every implementation must give:
+//  - Append() calls `done` with OK only after the message is durable (survives kill -9 and
+//    power loss); a message whose Append succeeded is never dropped by the store — it stays
+//    until MarkDelivered() or MarkExpired().
+//  - Idempotency: (sender, message_id) is unique. Appending it again with the same
+//    content_hash succeeds with the stored record and duplicate = true (nothing is stored);
+//    with a different content_hash it fails with ALREADY_EXISTS.
+//  - Back-pressure: Append fails with RESOURCE_EXHAUSTED (before storing anything) while the
+//    store holds its limit of undelivered messages or bytes. A duplicate still succeeds.
+//  - Operations complete asynchronously on a store thread, in submission order; `done` is
+//    never called on the caller's thread from within the call itself, and must not block.
+//  - seq increases with acceptance order: it IS the order in which messages were accepted.
+#ifndef KNOOPPUNT_GATEWAY_STORE_MESSAGE_STORE_H_
+#define KNOOPPUNT_GATEWAY_STORE_MESSAGE_STORE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace knooppunt::store {
+
+enum class MessageState : int { kAccepted = 1, kDelivered = 2, kExpired = 3 };
+
+struct MessageRecord {
+  int64_t seq = 0;                  // assigned by the store
+  std::string sender;               // OIN
+  std::string message_id;           // as the sender sent it (lower-cased for the key)
+  std::string recipient;            // resolved OIN
+  std::string correlation_id;
+  std::string agreement_id;
+  std::string content_hash;         // identifies "the same content" for idempotency
+  std::string envelope;             // serialized exchange.v1.Envelope; cleared once final
+  MessageState state = MessageState::kAccepted;
+  absl::Time accepted_at = absl::UnixEpoch();
+  absl::Time expires_at = absl::InfiniteFuture();
+  absl::Time delivered_at = absl::InfinitePast();  // InfinitePast: not delivered
+  int attempts = 0;
+  std::string last_error;
+};
+
+struct AppendResult {
+  MessageRecord record;  // the stored record (envelope left empty on a duplicate)
+  bool duplicate = false;
+};
+
+struct StoreStats {
+  uint64_t pending_messages = 0;  // accepted, neither delivered nor expired
+  uint64_t pending_bytes = 0;     // their envelopes' bytes
+};
+
+class MessageStore {
+ public:
+  using AppendDone = absl::AnyInvocable<void(absl::StatusOr<AppendResult>) &&>;
+  using Done = absl::AnyInvocable<void(absl::Status) &&>;
+  using FindDone = absl::AnyInvocable<void(absl::StatusOr<MessageRecord>) &&>;
+
+  virtual ~MessageStore() = default;
+
+  // Stores a newly accepted message (seq, state and attempts are set by the store).
+  virtual void Append(MessageRecord record, AppendDone done) = 0;
+
+  // A delivery attempt failed; remembers the attempt count and the error (for status).
+  virtual void RecordAttempt(int64_t seq, int attempts, std::string error, Done done) = 0;
+
+  // Final states. Both drop the stored envelope (data minimisation) and keep the header for
+  // status and idempotency. No effect (still OK) when the message is already final.
+  virtual void MarkDelivered(int64_t seq, absl::Time at, int attempts, Done done) = 0;
+  virtual void MarkExpired(int64_t seq, int attempts, std::string last_error, Done done) = 0;
+
+  // The record of (sender, message_id) without its envelope; NOT_FOUND when there is none.
+  virtual void Find(std::string sender, std::string message_id, FindDone done) = 0;
+
+  // At start, before any other call: every message still to deliver, in seq order.
+  virtual absl::StatusOr<std::vector<MessageRecord>> LoadPending() = 0;
+
+  virtual StoreStats Stats() const = 0;
+
+  // Completes every queued operation, then stops; later calls fail with UNAVAILABLE.
+  virtual void Close() = 0;
+};
+
+// The key a message_id is stored under: lower-cased (UUIDs are case-insensitive).
+std::string NormalizeMessageId(std::string message_id);
+
+}  // namespace knooppunt::store
+
+#endif  // KNOOPPUNT_GATEWAY_STORE_MESSAGE_STORE_H_

@@ -1,0 +1,509 @@
+#include "gateway/store/sqlite_message_store.h"
+
+#include <sqlite3.h>
+
+#include <limits>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace knooppunt::store {
+
+std::string NormalizeMessageId(std::string message_id) {
+  absl::AsciiStrToLower(&message_id);
+  return message_id;
+}
+
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS meldingen (
+  seq INTEGER PRIMARY KEY,
+  sender TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  correlation_id TEXT NOT NULL,
+  agreement_id TEXT NOT NULL,
+  content_hash BLOB NOT NULL,
+  envelope BLOB,
+  size INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  accepted_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  delivered_at INTEGER,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  UNIQUE (sender, message_id));
+CREATE INDEX IF NOT EXISTS meldingen_pending ON meldingen (seq) WHERE state = 1;
+)sql";
+
+constexpr char kColumns[] =
+    "seq, sender, message_id, recipient, correlation_id, agreement_id, content_hash, size, "
+    "state, accepted_at, expires_at, delivered_at, attempts, last_error";
+
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+absl::Time FromMicros(int64_t us) {
+  if (us == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
+  if (us == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
+  return absl::FromUnixMicros(us);
+}
+
+std::string Text(sqlite3_stmt* s, int col) {
+  const void* p = sqlite3_column_blob(s, col);
+  const int n = sqlite3_column_bytes(s, col);
+  return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+}
+
+// Reads a row selected with kColumns (and optionally the envelope as column 14).
+MessageRecord ReadRow(sqlite3_stmt* s, bool with_envelope) {
+  MessageRecord r;
+  r.seq = sqlite3_column_int64(s, 0);
+  r.sender = Text(s, 1);
+  r.message_id = Text(s, 2);
+  r.recipient = Text(s, 3);
+  r.correlation_id = Text(s, 4);
+  r.agreement_id = Text(s, 5);
+  r.content_hash = Text(s, 6);
+  r.state = static_cast<MessageState>(sqlite3_column_int(s, 8));
+  r.accepted_at = FromMicros(sqlite3_column_int64(s, 9));
+  r.expires_at = FromMicros(sqlite3_column_int64(s, 10));
+  r.delivered_at = sqlite3_column_type(s, 11) == SQLITE_NULL
+                       ? absl::InfinitePast()
+                       : FromMicros(sqlite3_column_int64(s, 11));
+  r.attempts = sqlite3_column_int(s, 12);
+  r.last_error = Text(s, 13);
+  if (with_envelope) r.envelope = Text(s, 14);
+  return r;
+}
+
+void BindText(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+void BindBlob(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+
+}  // namespace
+
+struct SqliteMessageStore::Op {
+  enum Kind { kAppend, kAttempt, kDelivered, kExpired, kFind } kind = kAppend;
+  MessageRecord record;
+  AppendDone append_done;
+  Done done;
+  FindDone find_done;
+  // Results, filled by RunBatch.
+  absl::Status status;
+  AppendResult appended;
+};
+
+struct SqliteMessageStore::Statements {
+  sqlite3_stmt* begin = nullptr;
+  sqlite3_stmt* commit = nullptr;
+  sqlite3_stmt* rollback = nullptr;
+  sqlite3_stmt* insert = nullptr;
+  sqlite3_stmt* find = nullptr;
+  sqlite3_stmt* attempt = nullptr;
+  sqlite3_stmt* delivered = nullptr;
+  sqlite3_stmt* expired = nullptr;
+  ~Statements() {
+    for (sqlite3_stmt* s : {begin, commit, rollback, insert, find, attempt, delivered, expired}) {
+      sqlite3_finalize(s);
+    }
+  }
+};
+
+SqliteMessageStore::SqliteMessageStore(SqliteStoreOptions options)
+    : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<SqliteMessageStore>> SqliteMessageStore::Open(
+    SqliteStoreOptions options) {
+  std::unique_ptr<SqliteMessageStore> store(new SqliteMessageStore(std::move(options)));
+  absl::Status s = store->Init();
+  if (!s.ok()) return s;
+  store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  return store;
+}
+
+absl::Status SqliteMessageStore::Exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    absl::Status s = absl::UnavailableError(
+        absl::StrCat("melding store ", options_.path, ": ", error ? error : "error"));
+    sqlite3_free(error);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteMessageStore::Init() {
+  if (sqlite3_open_v2(options_.path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    return absl::UnavailableError(absl::StrCat("cannot open melding store ", options_.path, ": ",
+                                               db_ ? sqlite3_errmsg(db_) : "out of memory"));
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  // WAL + synchronous=FULL: a commit returns after the WAL is fsync'd, so a committed
+  // transaction survives power loss. Exclusive locking: one gateway process per file.
+  for (const char* pragma : {"PRAGMA locking_mode=EXCLUSIVE;", "PRAGMA journal_mode=WAL;",
+                             "PRAGMA synchronous=FULL;", "PRAGMA secure_delete=FAST;"}) {
+    absl::Status s = Exec(pragma);
+    if (!s.ok()) return s;
+  }
+  absl::Status s = Exec(kSchema);
+  if (!s.ok()) return s;
+
+  stmts_ = std::make_unique<Statements>();
+  struct {
+    sqlite3_stmt** out;
+    std::string sql;
+  } prepare[] = {
+      {&stmts_->begin, "BEGIN IMMEDIATE"},
+      {&stmts_->commit, "COMMIT"},
+      {&stmts_->rollback, "ROLLBACK"},
+      {&stmts_->insert,
+       "INSERT INTO meldingen (sender, message_id, recipient, correlation_id, agreement_id, "
+       "content_hash, envelope, size, state, accepted_at, expires_at) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10)"},
+      {&stmts_->find,
+       absl::StrCat("SELECT ", kColumns, " FROM meldingen WHERE sender = ?1 AND message_id = ?2")},
+      {&stmts_->attempt,
+       "UPDATE meldingen SET attempts = ?2, last_error = ?3 WHERE seq = ?1 AND state = 1"},
+      {&stmts_->delivered,
+       "UPDATE meldingen SET state = 2, delivered_at = ?2, attempts = ?3, envelope = NULL "
+       "WHERE seq = ?1 AND state = 1 RETURNING size"},
+      {&stmts_->expired,
+       "UPDATE meldingen SET state = 3, attempts = ?2, last_error = ?3, envelope = NULL "
+       "WHERE seq = ?1 AND state = 1 RETURNING size"},
+  };
+  for (auto& p : prepare) {
+    if (sqlite3_prepare_v3(db_, p.sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, p.out, nullptr) !=
+        SQLITE_OK) {
+      return absl::InternalError(
+          absl::StrCat("melding store: cannot prepare: ", sqlite3_errmsg(db_)));
+    }
+  }
+  return Recount();
+}
+
+absl::Status SqliteMessageStore::Recount() {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT COUNT(*), TOTAL(size) FROM meldingen WHERE state = 1", -1,
+                         &s, nullptr) != SQLITE_OK) {
+    return absl::InternalError(sqlite3_errmsg(db_));
+  }
+  absl::Status status = absl::OkStatus();
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    pending_messages_ = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+    pending_bytes_ = static_cast<uint64_t>(sqlite3_column_double(s, 1));
+  } else {
+    status = absl::UnavailableError(sqlite3_errmsg(db_));
+  }
+  sqlite3_finalize(s);
+  return status;
+}
+
+SqliteMessageStore::~SqliteMessageStore() {
+  Close();
+  stmts_.reset();
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+void SqliteMessageStore::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closing_ && !writer_.joinable()) return;
+    closing_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+void SqliteMessageStore::Submit(Op op) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closing_) {
+      queue_.push_back(std::move(op));
+      return;
+    }
+  }
+  const absl::Status closed = absl::UnavailableError("the melding store is closed");
+  if (op.append_done) std::move(op.append_done)(closed);
+  if (op.done) std::move(op.done)(closed);
+  if (op.find_done) std::move(op.find_done)(closed);
+}
+
+void SqliteMessageStore::Append(MessageRecord record, AppendDone done) {
+  Op op;
+  op.kind = Op::kAppend;
+  record.message_id = NormalizeMessageId(std::move(record.message_id));
+  op.record = std::move(record);
+  op.append_done = std::move(done);
+  Submit(std::move(op));
+}
+
+void SqliteMessageStore::RecordAttempt(int64_t seq, int attempts, std::string error, Done done) {
+  Op op;
+  op.kind = Op::kAttempt;
+  op.record.seq = seq;
+  op.record.attempts = attempts;
+  op.record.last_error = std::move(error);
+  op.done = std::move(done);
+  Submit(std::move(op));
+}
+
+void SqliteMessageStore::MarkDelivered(int64_t seq, absl::Time at, int attempts, Done done) {
+  Op op;
+  op.kind = Op::kDelivered;
+  op.record.seq = seq;
+  op.record.delivered_at = at;
+  op.record.attempts = attempts;
+  op.done = std::move(done);
+  Submit(std::move(op));
+}
+
+void SqliteMessageStore::MarkExpired(int64_t seq, int attempts, std::string last_error,
+                                     Done done) {
+  Op op;
+  op.kind = Op::kExpired;
+  op.record.seq = seq;
+  op.record.attempts = attempts;
+  op.record.last_error = std::move(last_error);
+  op.done = std::move(done);
+  Submit(std::move(op));
+}
+
+void SqliteMessageStore::Find(std::string sender, std::string message_id, FindDone done) {
+  Op op;
+  op.kind = Op::kFind;
+  op.record.sender = std::move(sender);
+  op.record.message_id = NormalizeMessageId(std::move(message_id));
+  op.find_done = std::move(done);
+  Submit(std::move(op));
+}
+
+StoreStats SqliteMessageStore::Stats() const {
+  return {pending_messages_.load(), pending_bytes_.load()};
+}
+
+absl::StatusOr<std::vector<MessageRecord>> SqliteMessageStore::LoadPending() {
+  // Called before any operation is queued, so the writer thread does not use the connection.
+  sqlite3_stmt* s = nullptr;
+  const std::string sql = absl::StrCat("SELECT ", kColumns,
+                                       ", envelope FROM meldingen WHERE state = 1 ORDER BY seq");
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+    return absl::InternalError(sqlite3_errmsg(db_));
+  }
+  std::vector<MessageRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadRow(s, true));
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) return absl::UnavailableError(sqlite3_errmsg(db_));
+  return out;
+}
+
+void SqliteMessageStore::WriterLoop() {
+  for (;;) {
+    std::deque<Op> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](SqliteMessageStore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->closing_ || !self->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // closing, and everything queued is done
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    RunBatch(batch);
+  }
+}
+
+void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
+  auto step_reset = [this](sqlite3_stmt* s) {
+    const int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc;
+  };
+  absl::Status txn = absl::OkStatus();
+  if (step_reset(stmts_->begin) != SQLITE_DONE) {
+    txn = absl::UnavailableError(absl::StrCat("melding store: ", sqlite3_errmsg(db_)));
+  }
+  uint64_t pending = pending_messages_.load();
+  uint64_t bytes = pending_bytes_.load();
+
+  // Looks up (sender, message_id); OK with the record, NOT_FOUND, or an error.
+  auto find = [&](const std::string& sender, const std::string& id,
+                  MessageRecord* out) -> absl::Status {
+    sqlite3_stmt* s = stmts_->find;
+    BindText(s, 1, sender);
+    BindText(s, 2, id);
+    const int rc = sqlite3_step(s);
+    absl::Status status = absl::OkStatus();
+    if (rc == SQLITE_ROW) {
+      *out = ReadRow(s, false);
+    } else if (rc == SQLITE_DONE) {
+      status = absl::NotFoundError("no such melding");
+    } else {
+      status = absl::UnavailableError(absl::StrCat("melding store: ", sqlite3_errmsg(db_)));
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return status;
+  };
+  // A message already stored under the key: the same Receipt, or a conflict.
+  auto existing = [&](Op& op, const MessageRecord& found) {
+    if (found.content_hash != op.record.content_hash) {
+      op.status = absl::AlreadyExistsError(absl::StrCat(
+          "message_id ", op.record.message_id,
+          " was already used by this sender for a message with different content"));
+      return;
+    }
+    op.appended.record = found;
+    op.appended.duplicate = true;
+  };
+
+  for (Op& op : batch) {
+    if (!txn.ok()) {
+      op.status = txn;
+      continue;
+    }
+    switch (op.kind) {
+      case Op::kAppend: {
+        MessageRecord& r = op.record;
+        const uint64_t size = r.envelope.size();
+        if (pending >= options_.max_pending_messages || bytes + size > options_.max_pending_bytes) {
+          MessageRecord found;
+          absl::Status f = find(r.sender, r.message_id, &found);
+          if (f.ok()) {
+            existing(op, found);
+          } else if (absl::IsNotFound(f)) {
+            op.status = absl::ResourceExhaustedError(
+                "the melding store is full (too many undelivered messages); retry later");
+          } else {
+            op.status = f;
+          }
+          break;
+        }
+        sqlite3_stmt* s = stmts_->insert;
+        BindText(s, 1, r.sender);
+        BindText(s, 2, r.message_id);
+        BindText(s, 3, r.recipient);
+        BindText(s, 4, r.correlation_id);
+        BindText(s, 5, r.agreement_id);
+        BindBlob(s, 6, r.content_hash);
+        BindBlob(s, 7, r.envelope);
+        sqlite3_bind_int64(s, 8, static_cast<int64_t>(size));
+        sqlite3_bind_int64(s, 9, Micros(r.accepted_at));
+        sqlite3_bind_int64(s, 10, Micros(r.expires_at));
+        const int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        if (rc == SQLITE_DONE) {
+          r.seq = sqlite3_last_insert_rowid(db_);
+          r.state = MessageState::kAccepted;
+          r.attempts = 0;
+          ++pending;
+          bytes += size;
+          op.appended.record = std::move(r);
+        } else if (rc == SQLITE_CONSTRAINT) {
+          MessageRecord found;
+          absl::Status f = find(r.sender, r.message_id, &found);
+          if (f.ok()) {
+            existing(op, found);
+          } else {
+            op.status = f;
+          }
+        } else {
+          op.status = absl::UnavailableError(absl::StrCat("melding store: ", sqlite3_errmsg(db_)));
+        }
+        break;
+      }
+      case Op::kAttempt: {
+        sqlite3_stmt* s = stmts_->attempt;
+        sqlite3_bind_int64(s, 1, op.record.seq);
+        sqlite3_bind_int(s, 2, op.record.attempts);
+        BindText(s, 3, op.record.last_error);
+        if (step_reset(s) != SQLITE_DONE) {
+          op.status = absl::UnavailableError(sqlite3_errmsg(db_));
+        }
+        sqlite3_clear_bindings(s);
+        break;
+      }
+      case Op::kDelivered:
+      case Op::kExpired: {
+        const bool delivered = op.kind == Op::kDelivered;
+        sqlite3_stmt* s = delivered ? stmts_->delivered : stmts_->expired;
+        sqlite3_bind_int64(s, 1, op.record.seq);
+        if (delivered) {
+          sqlite3_bind_int64(s, 2, Micros(op.record.delivered_at));
+          sqlite3_bind_int(s, 3, op.record.attempts);
+        } else {
+          sqlite3_bind_int(s, 2, op.record.attempts);
+          BindText(s, 3, op.record.last_error);
+        }
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+          const uint64_t size = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+          if (pending > 0) --pending;
+          bytes = bytes >= size ? bytes - size : 0;
+          rc = sqlite3_step(s);
+        }
+        if (rc != SQLITE_DONE) op.status = absl::UnavailableError(sqlite3_errmsg(db_));
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        break;
+      }
+      case Op::kFind: {
+        absl::Status f = find(op.record.sender, op.record.message_id, &op.appended.record);
+        if (!f.ok()) op.status = f;
+        break;
+      }
+    }
+  }
+
+  if (txn.ok()) {
+    // One commit, one fsync of the WAL, for the whole batch.
+    if (step_reset(stmts_->commit) != SQLITE_DONE) {
+      txn = absl::UnavailableError(
+          absl::StrCat("melding store: commit failed: ", sqlite3_errmsg(db_)));
+      step_reset(stmts_->rollback);
+    }
+  }
+  if (txn.ok()) {
+    pending_messages_ = pending;
+    pending_bytes_ = bytes;
+    ++commits_;
+  } else {
+    (void)Recount();
+  }
+
+  for (Op& op : batch) {
+    absl::Status status = txn.ok() ? op.status : txn;
+    switch (op.kind) {
+      case Op::kAppend:
+        if (status.ok()) {
+          std::move(op.append_done)(std::move(op.appended));
+        } else {
+          std::move(op.append_done)(status);
+        }
+        break;
+      case Op::kFind:
+        if (status.ok()) {
+          std::move(op.find_done)(std::move(op.appended.record));
+        } else {
+          std::move(op.find_done)(status);
+        }
+        break;
+      default:
+        if (op.done) std::move(op.done)(status);
+        break;
+    }
+  }
+}
+
+}  // namespace knooppunt::store

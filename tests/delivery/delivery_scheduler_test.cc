@@ -1,0 +1,265 @@
+// The scheduler in pull mode (no network): hand-out, acknowledgement, visibility timeout,
+// order per correlation id, per-consumer limits and expiry, against a real SQLite store.
+#include "gateway/delivery/delivery_scheduler.h"
+
+#include <stdlib.h>
+#include <sys/resource.h>
+
+#include <filesystem>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/store/sqlite_message_store.h"
+#include "gtest/gtest.h"
+
+namespace knooppunt::delivery {
+namespace {
+
+using exchange::v1::Envelope;
+using store::MessageRecord;
+
+constexpr char kSender[] = "00000099100000000001";
+constexpr char kRecipient[] = "00000099300000000363";
+
+class FakeConsumer : public Consumer {
+ public:
+  void Offer(std::shared_ptr<const Envelope> e) override {
+    absl::MutexLock lock(&mu_);
+    offered_.push_back(e->message_id());
+  }
+  void Close() override {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  // Waits (bounded, generous for a loaded machine) until `n` offers were seen.
+  std::vector<std::string> WaitFor(size_t n, absl::Duration timeout = absl::Seconds(20)) {
+    absl::MutexLock lock(&mu_);
+    want_ = n;
+    mu_.AwaitWithTimeout(absl::Condition(this, &FakeConsumer::Enough), timeout);
+    return offered_;
+  }
+  std::vector<std::string> offered() {
+    absl::MutexLock lock(&mu_);
+    return offered_;
+  }
+  bool closed() {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
+
+ private:
+  bool Enough() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return offered_.size() >= want_; }
+  absl::Mutex mu_;
+  std::vector<std::string> offered_ ABSL_GUARDED_BY(mu_);
+  size_t want_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class DeliverySchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "delivery-test.XXXXXX").string();
+    dir_ = mkdtemp(tmpl.data());
+    auto s = store::SqliteMessageStore::Open({dir_ + "/m.db"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+  }
+  void TearDown() override {
+    if (scheduler_) scheduler_->Stop();
+    scheduler_.reset();
+    store_->Close();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartScheduler(DeliveryOptions options) {
+    scheduler_ = std::make_unique<DeliveryScheduler>(
+        store_.get(), nullptr, [](const std::string&) { return Route{}; }, options);
+    scheduler_->Start({});
+  }
+
+  static std::string Id(int i) { return absl::StrFormat("00000000-0000-4000-8000-%012d", i); }
+
+  // Stores a message and hands it to the scheduler, as the Send path does.
+  MessageRecord Accept(int i, const std::string& correlation = "",
+                       absl::Duration window = absl::Hours(1)) {
+    Envelope e;
+    e.set_message_id(Id(i));
+    e.set_sender(kSender);
+    e.set_recipient(kRecipient);
+    e.set_correlation_id(correlation);
+    MessageRecord r;
+    r.sender = kSender;
+    r.message_id = Id(i);
+    r.recipient = kRecipient;
+    r.correlation_id = correlation;
+    r.agreement_id = "a";
+    r.content_hash = Id(i);
+    r.envelope = e.SerializeAsString();
+    r.accepted_at = absl::Now();
+    r.expires_at = r.accepted_at + window;
+    std::promise<absl::StatusOr<store::AppendResult>> p;
+    store_->Append(r, [&p](absl::StatusOr<store::AppendResult> res) { p.set_value(std::move(res)); });
+    auto res = p.get_future().get();
+    EXPECT_TRUE(res.ok()) << res.status();
+    scheduler_->Enqueue(res->record, std::make_shared<Envelope>(e));
+    return res->record;
+  }
+
+  absl::Status AckSync(const std::string& caller, int i) {
+    std::promise<absl::Status> p;
+    scheduler_->Ack(caller, kSender, Id(i), [&p](absl::Status s) { p.set_value(s); });
+    return p.get_future().get();
+  }
+
+  MessageRecord Find(int i) {
+    std::promise<absl::StatusOr<MessageRecord>> p;
+    store_->Find(kSender, Id(i), [&p](absl::StatusOr<MessageRecord> r) { p.set_value(std::move(r)); });
+    auto r = p.get_future().get();
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : MessageRecord{};
+  }
+
+  // Polls the store (bounded) until message i is in `state`.
+  bool WaitForState(int i, store::MessageState state, absl::Duration timeout = absl::Seconds(20)) {
+    const absl::Time until = absl::Now() + timeout;
+    while (absl::Now() < until) {
+      if (Find(i).state == state) return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  std::string dir_;
+  std::unique_ptr<store::SqliteMessageStore> store_;
+  std::unique_ptr<DeliveryScheduler> scheduler_;
+};
+
+TEST_F(DeliverySchedulerTest, PulledMessageIsDeliveredWhenAcknowledged) {
+  StartScheduler({});
+  FakeConsumer consumer;
+  scheduler_->AddConsumer(kRecipient, &consumer, 0);
+  Accept(1);
+  EXPECT_EQ(consumer.WaitFor(1), std::vector<std::string>{Id(1)});
+  EXPECT_EQ(Find(1).state, store::MessageState::kAccepted);
+  // Only the recipient may acknowledge.
+  EXPECT_TRUE(absl::IsNotFound(AckSync("00000099300000000479", 1)));
+  ASSERT_TRUE(AckSync(kRecipient, 1).ok());
+  MessageRecord r = Find(1);
+  EXPECT_EQ(r.state, store::MessageState::kDelivered);
+  EXPECT_EQ(r.attempts, 1);
+  EXPECT_EQ(scheduler_->pending(), 0u);
+  // Acknowledging again is fine; an unknown message is not.
+  EXPECT_TRUE(AckSync(kRecipient, 1).ok());
+  EXPECT_TRUE(absl::IsNotFound(AckSync(kRecipient, 99)));
+  scheduler_->RemoveConsumer(kRecipient, &consumer);
+}
+
+TEST_F(DeliverySchedulerTest, UnacknowledgedMessageIsHandedOutAgain) {
+  DeliveryOptions options;
+  options.visibility_timeout = absl::Milliseconds(200);
+  options.initial_backoff = absl::Milliseconds(10);
+  options.max_backoff = absl::Milliseconds(20);
+  StartScheduler(options);
+  FakeConsumer crashed;
+  scheduler_->AddConsumer(kRecipient, &crashed, 0);
+  Accept(1);
+  ASSERT_EQ(crashed.WaitFor(1).size(), 1u);
+  scheduler_->RemoveConsumer(kRecipient, &crashed);  // the consumer dies before Ack
+
+  FakeConsumer next;
+  scheduler_->AddConsumer(kRecipient, &next, 0);
+  EXPECT_EQ(next.WaitFor(1), std::vector<std::string>{Id(1)});
+  ASSERT_TRUE(AckSync(kRecipient, 1).ok());
+  MessageRecord r = Find(1);
+  EXPECT_EQ(r.state, store::MessageState::kDelivered);
+  EXPECT_EQ(r.attempts, 2);
+  scheduler_->RemoveConsumer(kRecipient, &next);
+}
+
+TEST_F(DeliverySchedulerTest, SameCorrelationIdIsHandedOutInAcceptanceOrderOneAtATime) {
+  StartScheduler({});
+  for (int i = 1; i <= 3; ++i) Accept(i, "zaak-7");
+  Accept(4);  // unordered: not held back by the others
+  FakeConsumer consumer;
+  scheduler_->AddConsumer(kRecipient, &consumer, 0);
+  std::vector<std::string> got = consumer.WaitFor(2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], Id(1));
+  EXPECT_EQ(got[1], Id(4));
+  ASSERT_TRUE(AckSync(kRecipient, 1).ok());
+  EXPECT_EQ(consumer.WaitFor(3).back(), Id(2));
+  ASSERT_TRUE(AckSync(kRecipient, 2).ok());
+  EXPECT_EQ(consumer.WaitFor(4).back(), Id(3));
+  EXPECT_EQ(consumer.offered().size(), 4u);
+  scheduler_->RemoveConsumer(kRecipient, &consumer);
+}
+
+TEST_F(DeliverySchedulerTest, ConsumerLimitBoundsUnacknowledgedMessages) {
+  StartScheduler({});
+  for (int i = 1; i <= 5; ++i) Accept(i);
+  FakeConsumer consumer;
+  scheduler_->AddConsumer(kRecipient, &consumer, 2);
+  ASSERT_EQ(consumer.WaitFor(2).size(), 2u);
+  EXPECT_EQ(consumer.WaitFor(3, absl::Milliseconds(300)).size(), 2u);
+  ASSERT_TRUE(AckSync(kRecipient, 1).ok());
+  EXPECT_EQ(consumer.WaitFor(3).size(), 3u);
+  scheduler_->RemoveConsumer(kRecipient, &consumer);
+}
+
+TEST_F(DeliverySchedulerTest, MessageNobodyFetchesExpiresAtTheEndOfItsWindow) {
+  StartScheduler({});
+  Accept(1, "", absl::Milliseconds(200));
+  ASSERT_TRUE(WaitForState(1, store::MessageState::kExpired));
+  EXPECT_EQ(scheduler_->pending(), 0u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(AckSync(kRecipient, 1)));
+}
+
+TEST_F(DeliverySchedulerTest, WaitingForAConsumerCostsNoCpu) {
+  StartScheduler({});
+  Accept(1);  // a pull recipient nobody fetches for: nothing to do until someone connects
+  absl::SleepFor(absl::Milliseconds(50));
+  struct rusage before, after;
+  getrusage(RUSAGE_SELF, &before);
+  absl::SleepFor(absl::Milliseconds(500));
+  getrusage(RUSAGE_SELF, &after);
+  auto cpu = [](const struct rusage& r) {
+    return absl::DurationFromTimeval(r.ru_utime) + absl::DurationFromTimeval(r.ru_stime);
+  };
+  // A scheduler that spins on the waiting message would burn most of the half second.
+  EXPECT_LT(cpu(after) - cpu(before), absl::Milliseconds(50));
+}
+
+TEST_F(DeliverySchedulerTest, StopClosesConsumers) {
+  StartScheduler({});
+  FakeConsumer consumer;
+  scheduler_->AddConsumer(kRecipient, &consumer, 0);
+  scheduler_->Stop();
+  EXPECT_TRUE(consumer.closed());
+  scheduler_->RemoveConsumer(kRecipient, &consumer);
+}
+
+TEST_F(DeliverySchedulerTest, RecoveredMessagesAreDeliveredAfterRestart) {
+  StartScheduler({});
+  Accept(1);
+  Accept(2);
+  scheduler_->Stop();
+  scheduler_.reset();
+  auto pending = store_->LoadPending();
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 2u);
+  scheduler_ = std::make_unique<DeliveryScheduler>(
+      store_.get(), nullptr, [](const std::string&) { return Route{}; }, DeliveryOptions{});
+  scheduler_->Start(*std::move(pending));
+  FakeConsumer consumer;
+  scheduler_->AddConsumer(kRecipient, &consumer, 0);
+  EXPECT_EQ(consumer.WaitFor(2), (std::vector<std::string>{Id(1), Id(2)}));
+  scheduler_->RemoveConsumer(kRecipient, &consumer);
+}
+
+}  // namespace
+}  // namespace knooppunt::delivery
