@@ -25,7 +25,20 @@ std::string Bounded(const std::string& s, size_t max) { return s.substr(0, max);
 
 }  // namespace
 
-absl::Status Admitter::Admit(const grpc::CallbackServerContext& context,
+void Admitter::Admit(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
+                     config::v1::ExchangeMode mode, absl::string_view operation, Admission* a,
+                     std::function<void(absl::Status)> then) const {
+  absl::Status checked = Check(context, envelope, mode, operation, a);
+  if (!checked.ok()) return then(std::move(checked));
+  // audit: the decision is on record before anything leaves the gateway (fail closed); the
+  // group commit calls back, so no request thread waits for the fsync.
+  deps_.decision_log->RecordAsync(a->record, [then = std::move(then)](absl::Status written) {
+    then(written.ok() ? absl::OkStatus()
+                      : absl::UnavailableError("the exchange cannot be audited; refused"));
+  });
+}
+
+absl::Status Admitter::Check(const grpc::CallbackServerContext& context,
                              const v1::Envelope& envelope, config::v1::ExchangeMode mode,
                              absl::string_view operation, Admission* a) const {
   a->started = absl::Now();
@@ -93,13 +106,9 @@ absl::Status Admitter::Admit(const grpc::CallbackServerContext& context,
   a->payload_filtered = *filtered;
   for (std::string& path : removed) r.add_removed_paths(std::move(path));
 
-  // audit: the decision is on record before anything leaves the gateway (fail closed)
   r.set_decision(audit::v1::DECISION_ALLOWED);
   r.set_reason("agreement in force");
   r.set_event("decision");
-  if (!deps_.decision_log->Record(r).ok()) {
-    return absl::UnavailableError("the exchange cannot be audited; refused");
-  }
   return absl::OkStatus();
 }
 

@@ -1,10 +1,10 @@
 // Steps 1–5 of a message's path, shared by every operation that carries an envelope
-// (Request now; Send and the rest later):
+// (Request and Send):
 //   accept (envelope shape) → authenticate (certificate OIN) → decide (agreements, rate
 //   limit) → transform (the payload's field list, gateway/transform) → audit.
 //
-// Guarantees: Admit() returns OK only when the caller's certificate carries an OIN equal to
-// the envelope's sender, the envelope is well-formed, the recipient is registered, an
+// Guarantees: Admit() reports OK (to its callback) only when the caller's certificate carries
+// an OIN equal to the envelope's sender, the envelope is well-formed, the recipient is registered, an
 // agreement in force allows the exchange in the given mode, its rate limit has a token, the
 // payload is valid for the agreement's field list (parses, BSN fields pass the 11-proef, when
 // it is parsed at all), AND the "decision" record — with the removed field paths — has been
@@ -16,6 +16,7 @@
 #ifndef KNOOPPUNT_GATEWAY_EXCHANGE_ADMISSION_H_
 #define KNOOPPUNT_GATEWAY_EXCHANGE_ADMISSION_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -72,14 +73,21 @@ class Admitter {
   Admitter(const ExchangeDependencies& deps, const ExchangeOptions& options)
       : deps_(deps), options_(options) {}
 
-  absl::Status Admit(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
-                     config::v1::ExchangeMode mode, absl::string_view operation,
-                     Admission* admission) const;
+  // Calls `then` exactly once: at once with the denial, or — for an admitted exchange — once
+  // its decision record is written (OK) or could not be (UNAVAILABLE). Nothing here waits
+  // for the disk: `then` may run on the audit log's writer thread, so it must not block.
+  void Admit(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
+             config::v1::ExchangeMode mode, absl::string_view operation, Admission* admission,
+             std::function<void(absl::Status)> then) const;
 
   // Records how the exchange ended (status and latency).
   void RecordOutcome(Admission* admission, int grpc_code) const;
 
  private:
+  // Everything up to the decision record: authenticate, accept, decide, transform.
+  absl::Status Check(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
+                     config::v1::ExchangeMode mode, absl::string_view operation,
+                     Admission* admission) const;
   absl::Status Deny(Admission* admission, absl::Status status, absl::string_view reason) const;
   absl::Status CheckRate(Admission* admission) const;
 

@@ -38,8 +38,15 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
       : service_(service), context_(context), request_(*request), reply_(*reply) {}
 
   void Start() {
-    absl::Status admitted = service_.admitter_.Admit(
-        *context_, request_, config::v1::EXCHANGE_MODE_BEVRAGING, "Request", &admission_);
+    service_.admitter_.Admit(*context_, request_, config::v1::EXCHANGE_MODE_BEVRAGING, "Request",
+                             &admission_, [this](absl::Status admitted) { OnAdmitted(admitted); });
+  }
+
+  void OnCancel() override { upstream_context_.TryCancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  void OnAdmitted(const absl::Status& admitted) {
     if (!admitted.ok()) return Finish(ToGrpc(admitted));
     if (admission_.recipient->endpoint_address.empty()) {
       return Complete(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -49,10 +56,6 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
     Forward();
   }
 
-  void OnCancel() override { upstream_context_.TryCancel(); }
-  void OnDone() override { delete this; }
-
- private:
   void Forward() {
     const auto now = std::chrono::system_clock::now();
     const auto caller_deadline = context_->deadline();

@@ -67,8 +67,20 @@ class MeldingCall final : public grpc::ServerUnaryReactor {
 
   void Start() {
     if (service_.store_ == nullptr || service_.delivery_ == nullptr) return Finish(NotConfigured());
-    absl::Status admitted = service_.admitter_.Admit(
-        *context_, request_, config::v1::EXCHANGE_MODE_MELDING, "Send", &admission_);
+    service_.admitter_.Admit(*context_, request_, config::v1::EXCHANGE_MODE_MELDING, "Send",
+                             &admission_, [this](absl::Status admitted) { OnAdmitted(admitted); });
+  }
+
+  void OnDone() override {
+    // The outcome record is written here, on a gRPC thread, not on the store's writer
+    // thread: the audit log may wait for its own fsync, and the store's group commit must
+    // never wait for it.
+    if (admitted_) service_.admitter_.RecordOutcome(&admission_, outcome_);
+    delete this;
+  }
+
+ private:
+  void OnAdmitted(const absl::Status& admitted) {
     if (!admitted.ok()) return Finish(ToGrpc(admitted));
     admitted_ = true;
 
@@ -98,15 +110,6 @@ class MeldingCall final : public grpc::ServerUnaryReactor {
                             });
   }
 
-  void OnDone() override {
-    // The outcome record is written here, on a gRPC thread, not on the store's writer
-    // thread: the audit log may wait for its own fsync, and the store's group commit must
-    // never wait for it.
-    if (admitted_) service_.admitter_.RecordOutcome(&admission_, outcome_);
-    delete this;
-  }
-
- private:
   // On the store's thread, after the commit.
   void OnStored(absl::StatusOr<store::AppendResult> stored,
                 std::shared_ptr<const v1::Envelope> envelope) {

@@ -106,7 +106,7 @@ absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
   if (deps.decision_log != nullptr) {
     out->delivery->set_delivered_hook(
         [deps](const store::MessageRecord& header, const exchange::v1::Envelope& envelope) {
-          deps.decision_log->Record(DeliveryRecord(deps, header, envelope)).IgnoreError();
+          deps.decision_log->RecordAsync(DeliveryRecord(deps, header, envelope), nullptr);
         });
   }
   const size_t recovered = pending->size();
