@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gateway/common/log.h"
+#include "gateway/common/sqlite_util.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
@@ -46,23 +47,13 @@ std::string SqliteError(sqlite3* db, absl::string_view what) {
   return absl::StrCat(what, ": ", db ? sqlite3_errmsg(db) : "no database");
 }
 
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() const { return s_; }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
+using sqlite::Statement;
 
 void BindText(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  sqlite::BindText(s, i, v, SQLITE_STATIC);  // bound values outlive the statement's step
 }
 void BindBlob(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  sqlite::BindBlob(s, i, v, SQLITE_STATIC);
 }
 
 }  // namespace
@@ -111,7 +102,7 @@ absl::Status AuditLog::Init() {
     if (!s.ok()) return s;
   }
   if (options_.max_db_bytes > 0) {
-    Stmt ps(db_, "PRAGMA page_size");
+    Statement ps(db_, "PRAGMA page_size");
     int64_t page = 4096;
     if (ps.ok() && sqlite3_step(ps.get()) == SQLITE_ROW) page = sqlite3_column_int64(ps.get(), 0);
     const std::string pragma =
@@ -122,8 +113,8 @@ absl::Status AuditLog::Init() {
   absl::Status s = Exec(kSchema);
   if (!s.ok()) return s;
   // Resume the chain where it ended.
-  Stmt last(db_, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1");
-  Stmt cp(db_, "SELECT seq, head FROM checkpoints ORDER BY seq DESC LIMIT 1");
+  Statement last(db_, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1");
+  Statement cp(db_, "SELECT seq, head FROM checkpoints ORDER BY seq DESC LIMIT 1");
   if (!last.ok() || !cp.ok()) return absl::UnavailableError(SqliteError(db_, "audit database"));
   if (sqlite3_step(cp.get()) == SQLITE_ROW) {
     checkpoint_seq_ = sqlite3_column_int64(cp.get(), 0);
@@ -254,7 +245,7 @@ absl::Status AuditLog::SignCheckpointLocked(int64_t seq, const std::string& head
   static constexpr const char* kInsert =
       "INSERT INTO checkpoints(seq, head, time_ns, instance_id, key_id, signature) "
       "VALUES(?,?,?,?,?,?)";
-  Stmt st(db_, kInsert);
+  Statement st(db_, kInsert);
   if (!st.ok()) return absl::UnavailableError(SqliteError(db_, "audit checkpoint"));
   sqlite3_bind_int64(st.get(), 1, c.seq);
   BindBlob(st.get(), 2, c.head);
@@ -287,8 +278,8 @@ absl::Status AuditLog::WriteBatch(std::vector<Pending>& batch) {
   static constexpr const char* kInsert =
       "INSERT INTO records(seq, time_ns, sender, recipient, authenticated_oin, message_type, "
       "agreement_id, decision, trace_id, record, hash) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
-  Stmt ins(db_, kInsert);
-  Stmt sub(db_, "INSERT OR IGNORE INTO subjects(pkey, seq) VALUES(?,?)");
+  Statement ins(db_, kInsert);
+  Statement sub(db_, "INSERT OR IGNORE INTO subjects(pkey, seq) VALUES(?,?)");
   if (!ins.ok() || !sub.ok()) return fail(absl::UnavailableError(SqliteError(db_, "audit write")));
   for (Pending& p : batch) {
     const int64_t seq = seq_ + 1;
@@ -355,7 +346,7 @@ absl::StatusOr<int64_t> AuditLog::RetentionTxn(absl::Time now) {
   if (options_.retention <= absl::ZeroDuration()) return 0;
   const int64_t cutoff = absl::ToUnixNanos(now - options_.retention);
   // The newest checkpoint whose record is older than the cutoff: everything up to it goes.
-  Stmt find(db_,
+  Statement find(db_,
             "SELECT c.seq FROM checkpoints c JOIN records r ON r.seq = c.seq "
             "WHERE r.time_ns < ? ORDER BY c.seq DESC LIMIT 1");
   if (!find.ok()) return absl::UnavailableError(SqliteError(db_, "audit retention"));
@@ -365,8 +356,8 @@ absl::StatusOr<int64_t> AuditLog::RetentionTxn(absl::Time now) {
   sqlite3_reset(find.get());
   absl::Status s = Exec("BEGIN IMMEDIATE");
   if (!s.ok()) return s;
-  Stmt del(db_, "DELETE FROM records WHERE seq <= ?");
-  Stmt dels(db_, "DELETE FROM subjects WHERE seq <= ?");
+  Statement del(db_, "DELETE FROM records WHERE seq <= ?");
+  Statement dels(db_, "DELETE FROM subjects WHERE seq <= ?");
   int64_t deleted = 0;
   bool ok = del.ok() && dels.ok();
   if (ok) {

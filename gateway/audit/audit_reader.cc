@@ -15,37 +15,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "gateway/common/sqlite_util.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace knooppunt::audit {
 namespace {
 
-class Stmt {
- public:
-  Stmt(sqlite3* db, const std::string& sql) {
-    rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr);
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() const { return s_; }
+using sqlite::Statement;
 
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
-
-absl::string_view Blob(sqlite3_stmt* s, int col) {
-  const void* p = sqlite3_column_blob(s, col);
-  return p == nullptr ? absl::string_view()
-                      : absl::string_view(static_cast<const char*>(p),
-                                          static_cast<size_t>(sqlite3_column_bytes(s, col)));
-}
-std::string Text(sqlite3_stmt* s, int col) {
-  const unsigned char* p = sqlite3_column_text(s, col);
-  return p == nullptr ? std::string()
-                      : std::string(reinterpret_cast<const char*>(p),
-                                    static_cast<size_t>(sqlite3_column_bytes(s, col)));
-}
+absl::string_view Blob(sqlite3_stmt* s, int col) { return sqlite::ColumnBytes(s, col); }
+std::string Text(sqlite3_stmt* s, int col) { return sqlite::ColumnString(s, col); }
 
 absl::Status DbError(sqlite3* db, absl::string_view what) {
   return absl::UnavailableError(absl::StrCat(what, ": ", sqlite3_errmsg(db)));
@@ -53,7 +32,7 @@ absl::Status DbError(sqlite3* db, absl::string_view what) {
 
 std::vector<Checkpoint> ReadCheckpoints(sqlite3* db) {
   std::vector<Checkpoint> out;
-  Stmt st(db, "SELECT seq, head, time_ns, instance_id, key_id, signature FROM checkpoints");
+  Statement st(db, "SELECT seq, head, time_ns, instance_id, key_id, signature FROM checkpoints");
   while (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) {
     Checkpoint c;
     c.seq = sqlite3_column_int64(st.get(), 0);
@@ -197,7 +176,7 @@ absl::StatusOr<std::unique_ptr<AuditReader>> AuditReader::Open(const std::string
   sqlite3_busy_timeout(r->db_, 5000);
   sqlite3_exec(r->db_, "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536", nullptr, nullptr,
                nullptr);
-  Stmt check(r->db_, "SELECT 1 FROM records LIMIT 1");
+  Statement check(r->db_, "SELECT 1 FROM records LIMIT 1");
   if (!check.ok()) return DbError(r->db_, absl::StrCat(db_path, " is not an audit database"));
   return r;
 }
@@ -239,7 +218,7 @@ absl::Status AuditReader::Query(const QueryFilter& f,
     for (int i = 0; i < 3; ++i) binds.push_back({true, f.party_oin, 0});
   }
   absl::StrAppend(&sql, " ORDER BY seq");
-  Stmt st(db_, sql);
+  Statement st(db_, sql);
   if (!st.ok()) return DbError(db_, "audit query");
   for (size_t i = 0; i < binds.size(); ++i) {
     const int idx = static_cast<int>(i) + 1;
@@ -275,12 +254,12 @@ absl::Status AuditReader::Query(const QueryFilter& f,
 void AuditReader::CheckSubjectIndexExactly(ChainVerifier* v) const {
   absl::flat_hash_set<std::pair<int64_t, int64_t>> index;
   {
-    Stmt st(db_, "SELECT seq, pkey FROM subjects");
+    Statement st(db_, "SELECT seq, pkey FROM subjects");
     while (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) {
       index.insert({sqlite3_column_int64(st.get(), 0), sqlite3_column_int64(st.get(), 1)});
     }
   }
-  Stmt st(db_, "SELECT seq, record FROM records ORDER BY seq");
+  Statement st(db_, "SELECT seq, record FROM records ORDER BY seq");
   v1::DecisionRecord r;
   while (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) {
     const int64_t seq = sqlite3_column_int64(st.get(), 0);
@@ -316,14 +295,14 @@ absl::StatusOr<VerifyResult> AuditReader::Verify(
     return static_cast<uint64_t>(absl::Hash<std::pair<int64_t, int64_t>>{}({seq, key}));
   };
   {
-    Stmt st(db_, "SELECT seq, pkey FROM subjects");
+    Statement st(db_, "SELECT seq, pkey FROM subjects");
     if (!st.ok()) return DbError(db_, "audit verify");
     while (sqlite3_step(st.get()) == SQLITE_ROW) {
       index_sum += entry_hash(sqlite3_column_int64(st.get(), 0), sqlite3_column_int64(st.get(), 1));
       ++index_count;
     }
   }
-  Stmt st(db_,
+  Statement st(db_,
           "SELECT seq, record, hash, time_ns, sender, recipient, authenticated_oin, "
           "message_type, agreement_id, decision, trace_id FROM records ORDER BY seq");
   if (!st.ok()) return DbError(db_, "audit verify");
@@ -384,7 +363,7 @@ absl::StatusOr<std::string> AuditReader::Export(const std::string& dir) const {
   }
   int64_t first_in_db = 0;
   {
-    Stmt st(db_, "SELECT min(seq), max(seq) FROM records");
+    Statement st(db_, "SELECT min(seq), max(seq) FROM records");
     if (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) first_in_db = sqlite3_column_int64(st.get(), 0);
   }
   if (first_in_db > last + 1) {
@@ -392,7 +371,7 @@ absl::StatusOr<std::string> AuditReader::Export(const std::string& dir) const {
         "records ", last + 1, "..", first_in_db - 1,
         " were deleted by retention before they were exported; start a new export directory"));
   }
-  Stmt st(db_, "SELECT seq, hash, record FROM records WHERE seq > ? ORDER BY seq");
+  Statement st(db_, "SELECT seq, hash, record FROM records WHERE seq > ? ORDER BY seq");
   if (!st.ok()) return DbError(db_, "audit export");
   sqlite3_bind_int64(st.get(), 1, last);
   std::string body;

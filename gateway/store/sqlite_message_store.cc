@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/common/sqlite_util.h"
 
 namespace knooppunt::store {
 
@@ -50,11 +51,7 @@ absl::Time FromMicros(int64_t us) {
   return absl::FromUnixMicros(us);
 }
 
-std::string Text(sqlite3_stmt* s, int col) {
-  const void* p = sqlite3_column_blob(s, col);
-  const int n = sqlite3_column_bytes(s, col);
-  return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
-}
+std::string Text(sqlite3_stmt* s, int col) { return sqlite::ColumnString(s, col); }
 
 // Reads a row selected with kColumns (and optionally the envelope as column 14).
 MessageRecord ReadRow(sqlite3_stmt* s, bool with_envelope) {
@@ -78,12 +75,8 @@ MessageRecord ReadRow(sqlite3_stmt* s, bool with_envelope) {
   return r;
 }
 
-void BindText(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-}
-void BindBlob(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-}
+using sqlite::BindBlob;
+using sqlite::BindText;
 
 }  // namespace
 
