@@ -276,8 +276,8 @@ void DeliveryScheduler::Run() {
 
 void DeliveryScheduler::OnPushDone(PushCall* call, const grpc::Status& status) {
   std::shared_ptr<PushCall> keep;  // released after the lock: may destroy the context
-  store::MessageRecord delivered;
-  bool was_delivered = false;
+  store::MessageRecord attempt;  // for the attempt hook, outside the lock
+  bool attempted = false;
   {
     absl::MutexLock lock(&mu_);
     auto owned = calls_.find(call);
@@ -300,18 +300,19 @@ void DeliveryScheduler::OnPushDone(PushCall* call, const grpc::Status& status) {
         header.delivered_at = now;
         FinishLocked(call->seq);
         store_->MarkDelivered(header.seq, now, header.attempts, nullptr);
-        delivered = std::move(header);
-        was_delivered = true;
+        attempt = std::move(header);
       } else {
         ++r.consecutive_failures;
         r.hold_until = std::max(r.hold_until, now + Backoff(r.consecutive_failures));
+        attempt = m.header;  // before FailLocked, which may expire and drop the message
         FailLocked(m, now,
                    absl::StrCat("Deliver to ", call->target.address, ": ",
                                 status.error_code(), " ", status.error_message()));
       }
+      attempted = true;
     }
   }
-  if (was_delivered && delivered_hook_) delivered_hook_(delivered, *call->envelope);
+  if (attempted && attempt_hook_) attempt_hook_(attempt, *call->envelope, status);
 }
 
 void DeliveryScheduler::AddConsumer(const std::string& recipient_oin, Consumer* consumer,
@@ -374,7 +375,7 @@ void DeliveryScheduler::Ack(const std::string& caller_oin, const std::string& se
     return;
   }
   if (found == kAcknowledged) {
-    if (delivered_hook_) delivered_hook_(header, *envelope);
+    if (attempt_hook_) attempt_hook_(header, *envelope, grpc::Status::OK);
     return;
   }
   store_->Find(sender, message_id,

@@ -68,11 +68,14 @@ class Consumer {
   virtual void Close() = 0;
 };
 
-// Called once per successful delivery (push OK or Ack) with the message's header (attempts,
-// delivered_at set) and envelope, on the gRPC thread that saw it, outside the scheduler's
-// lock (for the audit record of the delivery; it may wait briefly, never on the scheduler).
-using DeliveredHook = std::function<void(const store::MessageRecord& header,
-                                         const exchange::v1::Envelope& envelope)>;
+// Called after every delivery attempt with the message's header (attempts set; delivered_at
+// set when delivered), its envelope and the attempt's outcome: OK for a push that succeeded
+// or an Ack, the endpoint's error for a failed push. On the thread that saw the outcome,
+// outside the scheduler's lock (for the audit record of each attempt; it must not block and
+// must not call back into the scheduler).
+using AttemptHook = std::function<void(const store::MessageRecord& header,
+                                       const exchange::v1::Envelope& envelope,
+                                       const grpc::Status& outcome)>;
 
 class DeliveryScheduler {
  public:
@@ -96,7 +99,7 @@ class DeliveryScheduler {
   void Ack(const std::string& caller_oin, const std::string& sender,
            const std::string& message_id, std::function<void(absl::Status)> done);
 
-  void set_delivered_hook(DeliveredHook hook) { delivered_hook_ = std::move(hook); }
+  void set_attempt_hook(AttemptHook hook) { attempt_hook_ = std::move(hook); }
 
   // Closes consumers, cancels deliveries in flight and waits for them; idempotent.
   void Stop();
@@ -150,7 +153,7 @@ class DeliveryScheduler {
   forward::EndpointChannels* const endpoints_;
   const RouteResolver routes_;
   const DeliveryOptions options_;
-  DeliveredHook delivered_hook_;
+  AttemptHook attempt_hook_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

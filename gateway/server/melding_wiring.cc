@@ -29,10 +29,12 @@ std::string Sha256Hex(const std::string& bytes) {
 // The audit record of one delivery: who received which message, when, under which agreement.
 audit::v1::DecisionRecord DeliveryRecord(const MeldingDependencies& deps,
                                          const store::MessageRecord& header,
-                                         const exchange::v1::Envelope& envelope) {
+                                         const exchange::v1::Envelope& envelope,
+                                         const grpc::Status& outcome) {
   audit::v1::DecisionRecord r;
-  *r.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-      absl::ToUnixNanos(header.delivered_at));
+  const absl::Time at = outcome.ok() ? header.delivered_at : absl::Now();
+  *r.mutable_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(at));
   r.set_instance_id(deps.instance_id);
   const TraceIds trace = ContinueTrace(envelope.trace().traceparent());
   r.set_trace_id(trace.trace_id);
@@ -48,11 +50,18 @@ audit::v1::DecisionRecord DeliveryRecord(const MeldingDependencies& deps,
   r.set_purpose(envelope.purpose());
   r.set_agreement_id(header.agreement_id);
   r.set_decision(audit::v1::DECISION_ALLOWED);
-  r.set_reason(absl::StrCat("delivered after ", header.attempts, " attempt(s)"));
-  r.set_event("delivered");
+  if (outcome.ok()) {
+    r.set_reason(absl::StrCat("delivered after ", header.attempts, " attempt(s)"));
+    r.set_event("delivered");
+  } else {
+    r.set_reason(absl::StrCat("delivery attempt ", header.attempts,
+                              " failed; retried until the retry window ends"));
+    r.set_event("delivery_failed");
+  }
+  r.set_grpc_status(outcome.error_code());
   r.set_payload_sha256(Sha256Hex(envelope.payload().value()));
   r.set_payload_bytes(static_cast<int64_t>(envelope.payload().value().size()));
-  r.set_latency_us(absl::ToInt64Microseconds(header.delivered_at - header.accepted_at));
+  r.set_latency_us(absl::ToInt64Microseconds(at - header.accepted_at));
   if (deps.types != nullptr) {
     deps.decision_log->AddDataSubjects(deps.types->FindMessageTypeByName(type),
                                        envelope.payload().value(), &r);
@@ -104,10 +113,11 @@ absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
   out->delivery = std::make_unique<delivery::DeliveryScheduler>(
       out->store.get(), deps.endpoints, routes, options);
   if (deps.decision_log != nullptr) {
-    out->delivery->set_delivered_hook(
-        [deps](const store::MessageRecord& header, const exchange::v1::Envelope& envelope) {
-          deps.decision_log->RecordAsync(DeliveryRecord(deps, header, envelope), nullptr);
-        });
+    out->delivery->set_attempt_hook([deps](const store::MessageRecord& header,
+                                           const exchange::v1::Envelope& envelope,
+                                           const grpc::Status& outcome) {
+      deps.decision_log->RecordAsync(DeliveryRecord(deps, header, envelope, outcome), nullptr);
+    });
   }
   const size_t recovered = pending->size();
   out->delivery->Start(*std::move(pending));

@@ -177,6 +177,22 @@ TEST(Melding, EndpointDownThenUpGetsEverythingDelivered) {
     auto status = WaitForState(*verhuizen, id, exchange::v1::DELIVERY_STATE_DELIVERED);
     EXPECT_TRUE(status.ok()) << status.status();
   }
+  EXPECT_TRUE(gw->Stop()) << gw->Stderr();
+
+  // Every attempt is on record: the failed ones while Groningen was down, then the delivery.
+  std::ifstream log(gw->dir() + "/decisions.jsonl");
+  int failed_attempts = 0, delivered = 0;
+  for (std::string line; std::getline(log, line);) {
+    if (line.find(ids[0]) == std::string::npos) continue;
+    if (line.find("\"event\":\"delivery_failed\"") != std::string::npos) {
+      ++failed_attempts;
+      EXPECT_NE(line.find("\"operation\":\"Deliver\""), std::string::npos) << line;
+      EXPECT_NE(line.find("\"grpc_status\":14"), std::string::npos) << line;  // UNAVAILABLE
+    }
+    delivered += line.find("\"event\":\"delivered\"") != std::string::npos;
+  }
+  EXPECT_GE(failed_attempts, 2);
+  EXPECT_EQ(delivered, 1);
 }
 
 TEST(Melding, SameCorrelationIdIsDeliveredInAcceptanceOrderDespiteFailures) {
