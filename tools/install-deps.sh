@@ -12,6 +12,8 @@ packages=(
   libabsl-dev libssl-dev openssl libyaml-cpp-dev libsqlite3-dev sqlite3
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # metrics (Prometheus exposition)
+  prometheus-cpp-dev
   # demo / test helpers
   procps
 )

@@ -136,16 +136,26 @@ absl::Status Admitter::Deny(Admission* a, absl::Status status, absl::string_view
   a->record.set_reason(std::string(reason));
   a->record.set_event("decision");
   a->record.set_grpc_status(static_cast<int>(status.code()));
-  a->record.set_latency_us(absl::ToInt64Microseconds(absl::Now() - a->started));
+  const absl::Duration latency = absl::Now() - a->started;
+  a->record.set_latency_us(absl::ToInt64Microseconds(latency));
   deps_.decision_log->RecordAsync(a->record, nullptr);  // best effort, does not wait
+  if (deps_.metrics != nullptr) {
+    deps_.metrics->OnExchange(a->record.operation(), a->record.message_type(), false,
+                              static_cast<int>(status.code()), latency);
+  }
   return status;
 }
 
 void Admitter::RecordOutcome(Admission* a, int grpc_code) const {
   a->record.set_event("outcome");
   a->record.set_grpc_status(grpc_code);
-  a->record.set_latency_us(absl::ToInt64Microseconds(absl::Now() - a->started));
+  const absl::Duration latency = absl::Now() - a->started;
+  a->record.set_latency_us(absl::ToInt64Microseconds(latency));
   deps_.decision_log->RecordAsync(a->record, nullptr);  // best effort, does not wait
+  if (deps_.metrics != nullptr) {
+    deps_.metrics->OnExchange(a->record.operation(), a->record.message_type(), true, grpc_code,
+                              latency);
+  }
 }
 
 }  // namespace knooppunt::exchange

@@ -25,6 +25,7 @@
 #include "gateway/audit/decision_log.h"
 #include "gateway/common/ids.h"
 #include "gateway/identity/peer_identity.h"
+#include "gateway/observability/metrics_sink.h"
 #include "gateway/policy/policy_store.h"
 #include "gateway/ratelimit/token_buckets.h"
 #include "google/protobuf/descriptor.h"
@@ -53,6 +54,8 @@ struct ExchangeDependencies {
   const google::protobuf::DescriptorPool* types = nullptr;
   // Token buckets of the agreements' rate limits; kept across policy reloads.
   ratelimit::TokenBuckets* rate_limits = nullptr;
+  // Optional: told how every exchange's decision ended (Prometheus metrics).
+  observability::ExchangeMetricsSink* metrics = nullptr;
 };
 
 // What an admitted exchange carries on to its next steps.

@@ -176,6 +176,11 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* ExchangeService::Request(grpc::CallbackServerContext* context,
                                                    const v1::Envelope* request,
                                                    v1::Envelope* reply) {
+  if (draining()) {
+    grpc::ServerUnaryReactor* refused = context->DefaultReactor();
+    refused->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "draining"));
+    return refused;
+  }
   auto* call = new BevragingCall(*this, context, request, reply);
   call->Start();
   return call;

@@ -13,6 +13,8 @@
 #ifndef KNOOPPUNT_GATEWAY_EXCHANGE_EXCHANGE_SERVICE_H_
 #define KNOOPPUNT_GATEWAY_EXCHANGE_EXCHANGE_SERVICE_H_
 
+#include <atomic>
+
 #include "gateway/exchange/admission.h"
 #include "gateway/forward/endpoint_channels.h"
 #include "gateway/store/message_store.h"
@@ -33,6 +35,11 @@ class ExchangeService final : public v1::Exchange::CallbackService {
 
   grpc::ServerUnaryReactor* Request(grpc::CallbackServerContext* context,
                                     const v1::Envelope* request, v1::Envelope* reply) override;
+
+  // Drain (operator's Admin.Drain, shutdown): from now on Request and Send answer
+  // UNAVAILABLE "draining" before anything else; calls already started finish. One-way.
+  void SetDraining() { draining_.store(true, std::memory_order_release); }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
 
   // Meldingen (gateway/exchange/melding_calls.cc). Without AttachMeldingen() they answer
   // UNAVAILABLE. Call before the service is registered; both must outlive it.
@@ -60,6 +67,7 @@ class ExchangeService final : public v1::Exchange::CallbackService {
   const ExchangeOptions options_;
   const Admitter admitter_;
   forward::EndpointChannels* const endpoints_;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace knooppunt::exchange

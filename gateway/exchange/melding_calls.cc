@@ -231,6 +231,11 @@ class InboxStream final : public grpc::ServerWriteReactor<v1::Envelope>,
 grpc::ServerUnaryReactor* ExchangeService::Send(grpc::CallbackServerContext* context,
                                                 const v1::Envelope* request,
                                                 v1::Receipt* receipt) {
+  if (draining()) {
+    grpc::ServerUnaryReactor* refused = context->DefaultReactor();
+    refused->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "draining"));
+    return refused;
+  }
   auto* call = new MeldingCall(*this, context, request, receipt);
   call->Start();
   return call;

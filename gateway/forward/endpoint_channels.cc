@@ -15,13 +15,9 @@ absl::StatusOr<std::unique_ptr<EndpointChannels>> EndpointChannels::Create(
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = tls::ReadPemFile(id.key_file, "upstream_tls.key_file");
   if (!key.ok()) return key.status();
-  return std::unique_ptr<EndpointChannels>(
-      new EndpointChannels(*std::move(root), *std::move(cert), *std::move(key)));
+  return std::unique_ptr<EndpointChannels>(new EndpointChannels(
+      tls::WatchCertificateFiles(id.key_file, id.cert_file, id.ca_file, id.refresh_interval)));
 }
-
-EndpointChannels::EndpointChannels(std::string root_pem, std::string cert_pem,
-                                   std::string key_pem)
-    : root_pem_(std::move(root_pem)), cert_pem_(std::move(cert_pem)), key_pem_(std::move(key_pem)) {}
 
 std::shared_ptr<exchange::v1::Endpoint::Stub> EndpointChannels::StubFor(
     const EndpointTarget& target) {
@@ -37,7 +33,7 @@ std::shared_ptr<exchange::v1::Endpoint::Stub> EndpointChannels::StubFor(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   auto channel = grpc::CreateCustomChannel(
-      target.address, tls::MutualTlsChannelCredentials(root_pem_, cert_pem_, key_pem_, target.oin), args);
+      target.address, tls::MutualTlsChannelCredentials(identity_, target.oin), args);
   auto stub = std::shared_ptr<exchange::v1::Endpoint::Stub>(
       exchange::v1::Endpoint::NewStub(channel).release());
   stubs_.emplace(key, stub);

@@ -5,6 +5,8 @@
 // serialNumber, the OIN the registry names for that endpoint; otherwise the handshake fails
 // and nothing is sent. One channel per (address, OIN), created on first use and then shared
 // by all calls (HTTP/2 multiplexes them). Thread-safe.
+// Rotation: the key, certificate and CA files are re-read every `refresh_interval` (one
+// FileWatcherCertificateProvider shared by all channels); new handshakes use the new files.
 #ifndef KNOOPPUNT_GATEWAY_FORWARD_ENDPOINT_CHANNELS_H_
 #define KNOOPPUNT_GATEWAY_FORWARD_ENDPOINT_CHANNELS_H_
 
@@ -14,8 +16,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
 #include "knooppunt/exchange/v1/exchange.grpc.pb.h"
 
 namespace knooppunt::forward {
@@ -24,6 +28,7 @@ struct UpstreamIdentity {
   std::string cert_file;  // PEM chain the gateway presents
   std::string key_file;   // its key
   std::string ca_file;    // CAs endpoint certificates must chain to
+  absl::Duration refresh_interval = absl::Seconds(5);  // how often the files are re-read
 };
 
 struct EndpointTarget {
@@ -34,16 +39,18 @@ struct EndpointTarget {
 
 class EndpointChannels {
  public:
-  // Reads the PEM files once; an unreadable file is an error naming it.
+  // Checks the PEM files once (an unreadable file is an error naming it), then watches them.
   static absl::StatusOr<std::unique_ptr<EndpointChannels>> Create(const UpstreamIdentity& id);
 
   // The stub for an endpoint; its channel is created on first use.
   std::shared_ptr<exchange::v1::Endpoint::Stub> StubFor(const EndpointTarget& target);
 
  private:
-  EndpointChannels(std::string root_pem, std::string cert_pem, std::string key_pem);
+  explicit EndpointChannels(
+      std::shared_ptr<grpc::experimental::CertificateProviderInterface> identity)
+      : identity_(std::move(identity)) {}
 
-  const std::string root_pem_, cert_pem_, key_pem_;
+  const std::shared_ptr<grpc::experimental::CertificateProviderInterface> identity_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<exchange::v1::Endpoint::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/common/ids.h"
+#include "gateway/identity/crl_watcher.h"
 
 namespace knooppunt::identity {
 namespace {
@@ -64,7 +65,11 @@ class PeerAuthenticator::Cache {
   static constexpr int kShards = 16;
   static constexpr size_t kMaxPerShard = 1024;
 
-  absl::StatusOr<std::string> Get(absl::string_view pem) {
+  struct Entry {
+    absl::StatusOr<std::string> oin;
+    std::string revocation_key;  // issuer + serial, for the CRL check
+  };
+  Entry Get(absl::string_view pem) {
     const size_t hash = absl::HashOf(pem);
     Shard& shard = shards_[hash % kShards];
     {
@@ -72,7 +77,7 @@ class PeerAuthenticator::Cache {
       auto it = shard.entries.find(pem);
       if (it != shard.entries.end()) return it->second;
     }
-    absl::StatusOr<std::string> result = OinFromCertificatePem(pem);
+    Entry result{OinFromCertificatePem(pem), RevocationKeyOfPem(pem)};
     absl::MutexLock lock(&shard.mu);
     if (shard.entries.size() >= kMaxPerShard) shard.entries.clear();
     shard.entries.emplace(std::string(pem), result);
@@ -82,7 +87,7 @@ class PeerAuthenticator::Cache {
  private:
   struct Shard {
     absl::Mutex mu;
-    absl::flat_hash_map<std::string, absl::StatusOr<std::string>> entries ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<std::string, Entry> entries ABSL_GUARDED_BY(mu);
   };
   std::array<Shard, kShards> shards_;
 };
@@ -93,7 +98,11 @@ PeerAuthenticator::~PeerAuthenticator() = default;
 absl::StatusOr<std::string> PeerAuthenticator::Authenticate(const grpc::AuthContext& auth) const {
   const std::vector<grpc::string_ref> certs = auth.FindPropertyValues("x509_pem_cert");
   if (certs.empty()) return absl::UnauthenticatedError("no client certificate presented");
-  return cache_->Get(absl::string_view(certs.front().data(), certs.front().size()));
+  Cache::Entry entry = cache_->Get(absl::string_view(certs.front().data(), certs.front().size()));
+  if (entry.oin.ok() && crls_ != nullptr && crls_->IsRevoked(entry.revocation_key)) {
+    return absl::UnauthenticatedError("client certificate is revoked");
+  }
+  return std::move(entry.oin);
 }
 
 }  // namespace knooppunt::identity

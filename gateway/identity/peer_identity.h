@@ -5,6 +5,8 @@
 // certificates, so an unverified peer never reaches this code), and the certificate's subject
 // holds exactly one serialNumber attribute (OID 2.5.4.5) of exactly 20 digits. Anything else
 // is UNAUTHENTICATED, with a reason that names no certificate contents beyond the attribute.
+// With SetRevocation(), a certificate that a loaded CRL revokes is UNAUTHENTICATED on every
+// call, including calls on connections made before it was revoked (gateway/identity/crl_watcher).
 #ifndef KNOOPPUNT_GATEWAY_IDENTITY_PEER_IDENTITY_H_
 #define KNOOPPUNT_GATEWAY_IDENTITY_PEER_IDENTITY_H_
 
@@ -16,6 +18,8 @@
 #include "grpcpp/security/auth_context.h"
 
 namespace knooppunt::identity {
+
+class CrlWatcher;
 
 // Extracts the OIN from one PEM-encoded X.509 certificate.
 absl::StatusOr<std::string> OinFromCertificatePem(absl::string_view pem);
@@ -32,9 +36,13 @@ class PeerAuthenticator {
 
   absl::StatusOr<std::string> Authenticate(const grpc::AuthContext& auth) const;
 
+  // Consult `crls` on every call from now on (set before serving; must outlive this).
+  void SetRevocation(const CrlWatcher* crls) { crls_ = crls; }
+
  private:
   class Cache;
   std::unique_ptr<Cache> cache_;
+  const CrlWatcher* crls_ = nullptr;
 };
 
 }  // namespace knooppunt::identity

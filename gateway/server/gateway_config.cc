@@ -64,6 +64,9 @@ absl::StatusOr<config::v1::GatewayConfig> LoadGatewayConfig(const std::string& p
   Resolve(base, cfg.mutable_melding()->mutable_store_path());
   for (std::string& f : *cfg.mutable_descriptor_set_files()) Resolve(base, &f);
   if (!cfg.has_policy_watch_interval()) cfg.mutable_policy_watch_interval()->set_seconds(2);
+  if (!cfg.has_shutdown_grace()) cfg.mutable_shutdown_grace()->set_seconds(10);
+  if (!cfg.has_max_connection_age()) cfg.mutable_max_connection_age()->set_seconds(300);
+  if (!cfg.has_max_connection_age_grace()) cfg.mutable_max_connection_age_grace()->set_seconds(60);
 
   if (cfg.instance_id().empty()) cfg.set_instance_id("knooppunt-1");
   auto* limits = cfg.mutable_limits();

@@ -1,17 +1,68 @@
 #include "gateway/server/gateway_server.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <limits>
+
+#include <openssl/sha.h>
+#include <unistd.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/audit/audit_wiring.h"
 #include "gateway/common/log.h"
+#include "gateway/observability/certificate_watch.h"
 #include "gateway/server/gateway_config.h"
 #include "gateway/server/message_types.h"
 #include "gateway/tls/credentials.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "grpc/grpc.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 
 namespace knooppunt::server {
+namespace {
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+// Hex SHA-256 of the configuration (deterministic serialisation, after defaults and path
+// resolution): what Admin.GetStatus reports as config_hash.
+std::string ConfigHash(const config::v1::GatewayConfig& config) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    config.SerializeToCodedStream(&coded);
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+}
+
+// Health probe of a store file: it and its directory (journal/WAL files) are writable.
+absl::Status Writable(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
+  if (access(path.c_str(), W_OK) != 0) {
+    return absl::UnavailableError(absl::StrCat(path, " is not writable: ", std::strerror(errno)));
+  }
+  if (access(dir.c_str(), W_OK) != 0) {
+    return absl::UnavailableError(absl::StrCat(dir, " is not writable: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     const config::v1::GatewayConfig& config) {
   std::unique_ptr<GatewayServer> gw(new GatewayServer());
@@ -28,6 +79,15 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   if (!snapshot.ok()) return snapshot.status();
   gw->policy_ = std::make_unique<policy::PolicyStore>(*std::move(snapshot));
   gw->authenticator_ = std::make_unique<identity::PeerAuthenticator>();
+  // Revocation while running: CRLs re-read every second, consulted at every handshake and on
+  // every call (gateway/identity/crl_watcher.h).
+  if (!config.tls().crl_directory().empty()) {
+    absl::StatusOr<std::unique_ptr<identity::CrlWatcher>> crls = identity::CrlWatcher::Start(
+        config.tls().crl_directory(), config.tls().client_ca_file(), absl::Seconds(1));
+    if (!crls.ok()) return crls.status();
+    gw->crls_ = *std::move(crls);
+    gw->authenticator_->SetRevocation(gw->crls_.get());
+  }
 
   // The tamper-evident audit log (and/or JSON lines), per the audit: section (gateway/audit).
   absl::StatusOr<std::unique_ptr<audit::DecisionLog>> log = audit::OpenDecisionLog(config);
@@ -45,6 +105,12 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   if (!endpoints.ok()) return endpoints.status();
   gw->endpoints_ = *std::move(endpoints);
 
+  // Prometheus metrics (gateway/observability): counted always, served when configured.
+  absl::StatusOr<std::unique_ptr<observability::Metrics>> metrics =
+      observability::Metrics::Start(config.metrics().listen());
+  if (!metrics.ok()) return metrics.status();
+  gw->metrics_ = *std::move(metrics);
+
   exchange::ExchangeOptions options;
   options.instance_id = config.instance_id();
   options.max_payload_bytes = config.limits().max_payload_bytes();
@@ -54,13 +120,14 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
                          absl::Nanoseconds(config.limits().max_deadline().nanos());
   gw->exchange_ = std::make_unique<exchange::ExchangeService>(
       exchange::ExchangeDependencies{gw->policy_.get(), gw->authenticator_.get(),
-                                     gw->decision_log_.get(), &types, gw->rate_limits_.get()},
+                                     gw->decision_log_.get(), &types, gw->rate_limits_.get(),
+                                     gw->metrics_.get()},
       gw->endpoints_.get(), options);
 
   absl::Status meldingen = StartMeldingen(
       config.melding(),
       {gw->policy_.get(), gw->endpoints_.get(), gw->exchange_.get(), gw->decision_log_.get(),
-       &types, config.instance_id()},
+       &types, config.instance_id(), gw->metrics_.get()},
       &gw->meldingen_);
   if (!meldingen.ok()) return meldingen;
 
@@ -68,12 +135,48 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
       tls::MutualTlsServerCredentials(
           {config.tls().cert_file(), config.tls().key_file(), config.tls().client_ca_file(),
            config.tls().crl_directory(),
-           absl::Seconds(std::max<int64_t>(1, config.tls().refresh_interval().seconds()))});
+           absl::Seconds(std::max<int64_t>(1, config.tls().refresh_interval().seconds())),
+           gw->crls_.get()});
   if (!credentials.ok()) return credentials.status();
 
+  // The operator's Admin service (operator-role certificates only, gateway/admin).
+  {
+    GatewayServer* self = gw.get();
+    admin::AdminHooks hooks;
+    hooks.reload = [self] { return self->ReloadPolicy("admin"); };
+    hooks.draining = [self] { return self->draining(); };
+    hooks.drain = [self] { return self->Drain(); };
+    hooks.queue = [self](uint64_t* messages, uint64_t* bytes) {
+      if (self->meldingen_.store == nullptr) return;
+      const store::StoreStats stats = self->meldingen_.store->Stats();
+      *messages = stats.pending_messages;
+      *bytes = stats.pending_bytes;
+    };
+    gw->admin_ = std::make_unique<admin::AdminService>(
+        gw->policy_.get(), gw->authenticator_.get(),
+        admin::AdminInfo{KNOOPPUNT_VERSION, ConfigHash(config), config.instance_id(), absl::Now()},
+        std::move(hooks));
+  }
+
+  // grpc.health.v1.Health and server reflection, on the same mTLS port (gRPC's own
+  // services; the health status is set by gw->health_ below).
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen(), *credentials, &gw->port_);
   builder.RegisterService(gw->exchange_.get());
+  builder.RegisterService(gw->admin_.get());
+  // Connections are closed (GOAWAY) after max_connection_age (+ grace for calls running on
+  // them): bounds the life of a connection whose certificate was since revoked or replaced.
+  const auto millis = [](const google::protobuf::Duration& d) {
+    return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(FromProto(d)), 0,
+                                                std::numeric_limits<int>::max()));
+  };
+  if (millis(config.max_connection_age()) > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, millis(config.max_connection_age()));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               millis(config.max_connection_age_grace()));
+  }
   if (gw->auditor_) builder.RegisterService(gw->auditor_.get());  // read-only, role-checked
   // Room for the envelope header around the largest payload; larger messages are refused by
   // gRPC itself with RESOURCE_EXHAUSTED before they are parsed.
@@ -82,6 +185,53 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   gw->server_ = builder.BuildAndStart();
   if (gw->server_ == nullptr || gw->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen()));
+  }
+  if (gw->metrics_->port() != 0) {
+    Log(LogLevel::kInfo, "metrics_listening",
+        {{"listen", config.metrics().listen()}, {"port", absl::StrCat(gw->metrics_->port())}});
+  }
+  {
+    const absl::Duration warning = config.tls().has_expiry_warning()
+                                       ? FromProto(config.tls().expiry_warning())
+                                       : absl::Hours(24 * 30);
+    gw->certificates_ = std::make_unique<observability::CertificateWatch>(
+        std::vector<observability::WatchedCertificate>{
+            {"server", config.tls().cert_file(), true},
+            {"server_ca", config.tls().client_ca_file(), false},
+            {"upstream", config.upstream_tls().cert_file(), false},
+            {"upstream_ca", config.upstream_tls().ca_file(), false}},
+        warning, gw->metrics_.get());
+    GatewayServer* self = gw.get();
+    std::vector<observability::HealthProbe> probes;
+    // Not a health condition: samples the queue gauges on the checker's tick (first, so it
+    // runs whatever fails after it).
+    probes.push_back({"queue_metrics", [self] {
+                        if (self->meldingen_.store != nullptr) {
+                          const store::StoreStats stats = self->meldingen_.store->Stats();
+                          self->metrics_->SetQueue(stats.pending_messages, stats.pending_bytes);
+                        }
+                        return absl::OkStatus();
+                      }});
+    probes.push_back({"config", [self] {
+                        return self->policy_->Current() != nullptr
+                                   ? absl::OkStatus()
+                                   : absl::FailedPreconditionError("no policy loaded");
+                      }});
+    probes.push_back({"drain", [self] {
+                        return self->draining() ? absl::UnavailableError("draining")
+                                                : absl::OkStatus();
+                      }});
+    probes.push_back({"certificates", [self] { return self->certificates_->Check(absl::Now()); }});
+    if (config.has_audit()) {
+      probes.push_back({"audit_log", [path = config.audit().db_path()] { return Writable(path); }});
+    }
+    probes.push_back(
+        {"melding_store", [path = config.melding().store_path()] { return Writable(path); }});
+    gw->health_ = std::make_unique<observability::HealthMonitor>(
+        gw->server_->GetHealthCheckService(),
+        std::vector<std::string>{exchange::v1::Exchange::service_full_name()}, std::move(probes),
+        gw->metrics_.get(),
+        absl::Seconds(1));
   }
   const absl::Duration watch = absl::Seconds(config.policy_watch_interval().seconds()) +
                                absl::Nanoseconds(config.policy_watch_interval().nanos());
@@ -104,6 +254,7 @@ absl::Status GatewayServer::ReloadPolicy(absl::string_view trigger) {
         {{"trigger", std::string(trigger)},
          {"error", std::string(next.status().message())},
          {"policy_version", old_version}});
+    metrics_->OnReload(false);
     return next.status();
   }
   const std::string new_version = (*next)->version;
@@ -114,6 +265,7 @@ absl::Status GatewayServer::ReloadPolicy(absl::string_view trigger) {
        {"policy_version", new_version},
        {"previous_version", old_version},
        {"agreements", absl::StrCat(agreements)}});
+  metrics_->OnReload(true);
   return absl::OkStatus();
 }
 
@@ -132,6 +284,7 @@ void GatewayServer::WatchPolicy(absl::Duration interval) {
 }
 
 GatewayServer::~GatewayServer() {
+  health_.reset();  // its thread sets the server's health status
   stop_watching_.Notify();
   if (watcher_.joinable()) watcher_.join();
   if (server_) {
@@ -142,7 +295,15 @@ GatewayServer::~GatewayServer() {
   StopMeldingen(&meldingen_);  // after the server: every acknowledged Send is committed
 }
 
+bool GatewayServer::Drain() {
+  const bool already = exchange_->draining();
+  exchange_->SetDraining();
+  if (!already) Log(LogLevel::kWarning, "drain_started");
+  return already;
+}
+
 void GatewayServer::Shutdown(absl::Duration grace) {
+  if (health_) health_->BeginShutdown();  // probes see NOT_SERVING while calls drain
   // Receive streams end and deliveries in flight are cancelled (retried after restart), so
   // they do not hold up the drain; Sends in flight still complete and are stored.
   if (meldingen_.delivery) meldingen_.delivery->Stop();

@@ -19,11 +19,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "gateway/admin/admin_service.h"
 #include "gateway/audit/auditor_service.h"
 #include "gateway/audit/decision_log.h"
 #include "gateway/exchange/exchange_service.h"
 #include "gateway/forward/endpoint_channels.h"
+#include "gateway/identity/crl_watcher.h"
 #include "gateway/identity/peer_identity.h"
+#include "gateway/observability/certificate_watch.h"
+#include "gateway/observability/health_monitor.h"
+#include "gateway/observability/metrics.h"
 #include "gateway/policy/policy_store.h"
 #include "gateway/server/melding_wiring.h"
 #include "gateway/ratelimit/token_buckets.h"
@@ -39,11 +44,18 @@ class GatewayServer {
   ~GatewayServer();
 
   int port() const { return port_; }
+  int metrics_port() const { return metrics_->port(); }  // 0: no metrics listener
   const policy::PolicyStore& policy() const { return *policy_; }
 
   // Loads the policy files again; on success the new snapshot is in force. `trigger` is
   // logged ("sighup", "file_change"). Both outcomes are logged as JSON lines.
   absl::Status ReloadPolicy(absl::string_view trigger);
+
+  // Drain (Admin.Drain): new exchanges are refused with UNAVAILABLE "draining", calls in
+  // flight finish; one-way. Returns whether it was already draining. draining() is what a
+  // health check reports as NOT_SERVING.
+  bool Drain();
+  bool draining() const { return exchange_ != nullptr && exchange_->draining(); }
 
   // Stops accepting, lets in-flight calls finish until `grace` has passed, then cancels them.
   void Shutdown(absl::Duration grace);
@@ -60,14 +72,19 @@ class GatewayServer {
   absl::Notification stop_watching_;
   std::thread watcher_;
   std::unique_ptr<ratelimit::TokenBuckets> rate_limits_;
+  std::unique_ptr<observability::Metrics> metrics_;  // before exchange_, which reports to it
+  std::unique_ptr<observability::CertificateWatch> certificates_;
   std::unique_ptr<policy::PolicyStore> policy_;
+  std::unique_ptr<identity::CrlWatcher> crls_;  // only with tls.crl_directory
   std::unique_ptr<identity::PeerAuthenticator> authenticator_;
   std::unique_ptr<audit::DecisionLog> decision_log_;
   std::unique_ptr<audit::AuditorService> auditor_;  // only with an audit: section
   std::unique_ptr<forward::EndpointChannels> endpoints_;
   Meldingen meldingen_;  // store + delivery; stopped around the server (see .cc)
   std::unique_ptr<exchange::ExchangeService> exchange_;
+  std::unique_ptr<admin::AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<observability::HealthMonitor> health_;  // grpc.health.v1 status of server_
   int port_ = 0;
 };
 

@@ -96,8 +96,14 @@ int main(int argc, char** argv) {
     (*gateway)->ReloadPolicy("sighup").IgnoreError();  // logged either way
   }
   Log(LogLevel::kInfo, "shutting_down", {{"signal", absl::StrCat(signal_number)}});
-  (*gateway)->Shutdown(absl::Seconds(10));
+  // Order: deliveries stopped, server drained (calls in flight get shutdown_grace, then are
+  // cancelled), then — in the destructor — the melding store closed and the audit log
+  // flushed (final checkpoint signed).
+  const absl::Duration grace = absl::Seconds(config->shutdown_grace().seconds()) +
+                               absl::Nanoseconds(config->shutdown_grace().nanos());
+  (*gateway)->Shutdown(grace);
   (*gateway)->Wait();
+  gateway->reset();  // store closed, audit log flushed and checkpointed
   Log(LogLevel::kInfo, "stopped");
   return 0;
 }

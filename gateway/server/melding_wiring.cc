@@ -112,10 +112,12 @@ absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
   };
   out->delivery = std::make_unique<delivery::DeliveryScheduler>(
       out->store.get(), deps.endpoints, routes, options);
-  if (deps.decision_log != nullptr) {
+  if (deps.decision_log != nullptr || deps.metrics != nullptr) {
     out->delivery->set_attempt_hook([deps](const store::MessageRecord& header,
                                            const exchange::v1::Envelope& envelope,
                                            const grpc::Status& outcome) {
+      if (deps.metrics != nullptr) deps.metrics->OnDeliveryAttempt(outcome.error_code());
+      if (deps.decision_log == nullptr) return;
       deps.decision_log->RecordAsync(DeliveryRecord(deps, header, envelope, outcome), nullptr);
     });
   }

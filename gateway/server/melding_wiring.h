@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "gateway/audit/decision_log.h"
+#include "gateway/observability/metrics.h"
 #include "gateway/delivery/delivery_scheduler.h"
 #include "gateway/exchange/exchange_service.h"
 #include "gateway/forward/endpoint_channels.h"
@@ -35,6 +36,7 @@ struct MeldingDependencies {
   audit::DecisionLog* decision_log = nullptr;  // may be null: deliveries are not recorded
   const google::protobuf::DescriptorPool* types = nullptr;
   std::string instance_id;
+  observability::Metrics* metrics = nullptr;  // optional: delivery attempts are counted
 };
 
 absl::Status StartMeldingen(const config::v1::MeldingConfig& config,

@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/common/files.h"
+#include "gateway/identity/crl_watcher.h"
 #include "gateway/identity/peer_identity.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_certificate_verifier.h"
@@ -40,6 +41,28 @@ class OinVerifier : public grpc::experimental::ExternalCertificateVerifier {
   const std::string expected_oin_;
 };
 
+// Server side, after gRPC verified the client's chain: a certificate that a CRL loaded by
+// the CrlWatcher revokes is refused at the handshake, whenever the CRL arrived.
+class RevocationVerifier : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit RevocationVerifier(const identity::CrlWatcher* crls) : crls_(crls) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)> callback, grpc::Status* sync_status) override {
+    const grpc::string_ref pem = request->peer_cert();
+    *sync_status = crls_->IsRevokedPem(absl::string_view(pem.data(), pem.size()))
+                       ? grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                      "client certificate is revoked")
+                       : grpc::Status::OK;
+    return true;  // decided synchronously
+  }
+
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  const identity::CrlWatcher* const crls_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view what) {
@@ -66,16 +89,28 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsServerCredenti
   options.watch_identity_key_cert_pairs();
   options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   if (!files.crl_directory.empty()) options.set_crl_directory(files.crl_directory);
+  if (files.revocation != nullptr) {
+    options.set_certificate_verifier(
+        grpc::experimental::ExternalCertificateVerifier::Create<RevocationVerifier>(
+            files.revocation));
+  }
   return grpc::experimental::TlsServerCredentials(options);
 }
 
 std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
     const std::string& root_pem, const std::string& cert_pem, const std::string& key_pem,
     const std::string& expected_server_oin) {
-  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-      root_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{{key_pem, cert_pem}});
+  return MutualTlsChannelCredentials(
+      std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+          root_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{{key_pem, cert_pem}}),
+      expected_server_oin);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
+    std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider,
+    const std::string& expected_server_oin) {
   grpc::experimental::TlsChannelCredentialsOptions options;
-  options.set_certificate_provider(provider);
+  options.set_certificate_provider(std::move(provider));
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_verify_server_certs(true);
@@ -84,6 +119,13 @@ std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
       grpc::experimental::ExternalCertificateVerifier::Create<OinVerifier>(expected_server_oin));
   options.set_check_call_host(false);
   return grpc::experimental::TlsCredentials(options);
+}
+
+std::shared_ptr<grpc::experimental::CertificateProviderInterface> WatchCertificateFiles(
+    const std::string& key_file, const std::string& cert_file, const std::string& ca_file,
+    absl::Duration refresh_interval) {
+  return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      key_file, cert_file, ca_file, std::max<int64_t>(1, absl::ToInt64Seconds(refresh_interval)));
 }
 
 }  // namespace knooppunt::tls

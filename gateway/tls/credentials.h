@@ -17,6 +17,14 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
 
+namespace knooppunt::identity {
+class CrlWatcher;
+}  // namespace knooppunt::identity
+
+namespace grpc::experimental {
+class CertificateProviderInterface;
+}  // namespace grpc::experimental
+
 namespace knooppunt::tls {
 
 struct ServerTlsFiles {
@@ -25,6 +33,10 @@ struct ServerTlsFiles {
   std::string client_ca_file;
   std::string crl_directory;  // empty: no revocation check
   absl::Duration refresh_interval = absl::Seconds(5);
+  // When set, consulted at every handshake: a revoked client certificate is refused even
+  // when its CRL arrived after the start (gRPC's crl_directory does not see replaced files).
+  // Not owned; must outlive the credentials.
+  const identity::CrlWatcher* revocation = nullptr;
 };
 
 // Fails when a file is unreadable, naming it.
@@ -35,6 +47,18 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsServerCredenti
 std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
     const std::string& root_pem, const std::string& cert_pem, const std::string& key_pem,
     const std::string& expected_server_oin);
+
+// The same, from a certificate provider (e.g. WatchCertificateFiles, shared by many channels).
+std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
+    std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider,
+    const std::string& expected_server_oin);
+
+// Key, certificate chain and trust roots re-read from their files every `refresh_interval`
+// (rotation without restart: handshakes after a change use the new files). The files are not
+// checked here; read them once with ReadPemFile first to fail early.
+std::shared_ptr<grpc::experimental::CertificateProviderInterface> WatchCertificateFiles(
+    const std::string& key_file, const std::string& cert_file, const std::string& ca_file,
+    absl::Duration refresh_interval);
 
 // Reads a PEM file; an unreadable or empty file is an error naming it and `what`.
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view what);

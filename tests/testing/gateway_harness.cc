@@ -115,10 +115,16 @@ void RemoveDir(const std::string& dir) {
 std::string GatewayConfigYaml(const GatewayConfigFiles& files, absl::string_view listen) {
   std::string yaml = absl::StrCat(
       "# Written by tests/testing/gateway_harness.cc\n", "instance_id: knooppunt-it\n",
-      "listen: ", Quoted(listen), "\n", "tls:\n", "  cert_file: ", Quoted(PkiPath("gateway.crt")),
-      "\n", "  key_file: ", Quoted(PkiPath("gateway.key")), "\n",
-      "  client_ca_file: ", Quoted(PkiPath("ca.crt")), "\n");
-  if (files.check_crl) absl::StrAppend(&yaml, "  crl_directory: ", Quoted(PkiPath("crl")), "\n");
+      "listen: ", Quoted(listen), "\n", "tls:\n", "  cert_file: ",
+      Quoted(files.tls_cert_file.empty() ? PkiPath("gateway.crt") : files.tls_cert_file), "\n",
+      "  key_file: ", Quoted(files.tls_key_file.empty() ? PkiPath("gateway.key") : files.tls_key_file),
+      "\n", "  client_ca_file: ",
+      Quoted(files.client_ca_file.empty() ? PkiPath("ca.crt") : files.client_ca_file), "\n");
+  if (!files.crl_directory.empty()) {
+    absl::StrAppend(&yaml, "  crl_directory: ", Quoted(files.crl_directory), "\n");
+  } else if (files.check_crl) {
+    absl::StrAppend(&yaml, "  crl_directory: ", Quoted(PkiPath("crl")), "\n");
+  }
   absl::StrAppend(&yaml, "upstream_tls:\n", "  cert_file: ", Quoted(PkiPath("gateway.crt")), "\n",
                   "  key_file: ", Quoted(PkiPath("gateway.key")), "\n",
                   "  ca_file: ", Quoted(PkiPath("ca.crt")), "\n",

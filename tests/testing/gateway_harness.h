@@ -68,6 +68,12 @@ struct GatewayConfigFiles {
   std::string default_deadline;    // e.g. "5s"; empty: the gateway's default
   std::string max_deadline;        // empty: the gateway's default
   bool check_crl = false;          // tls.crl_directory = the PKI's crl/
+  // Overrides of the tls: section (empty: the test PKI's gateway.crt/.key, ca.crt, and crl/
+  // when check_crl).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string client_ca_file;
+  std::string crl_directory;
   // Appended verbatim to the generated gateway.yaml (e.g. a misspelt key).
   std::string extra_gateway_yaml;
 };
