@@ -242,6 +242,18 @@ int main(int argc, char** argv) {
                      return refused;
                    }});
 
+  steps.push_back({"Gemeente Amsterdam's old certificate was revoked (it is on the CA's CRL); "
+                   "someone still holding it connects to the gateway",
+                   [] {
+                     auto stub = Connect("revoked");
+                     Envelope reply;
+                     grpc::Status s = Ask(*stub, PersonQuery("00000099300000000363"), &reply);
+                     const bool refused = s.error_code() == grpc::StatusCode::UNAVAILABLE;
+                     std::printf("     -> %s: the revoked certificate is refused at the TLS "
+                                 "handshake (%s)\n", Code(s).c_str(), s.error_message().c_str());
+                     return refused;
+                   }});
+
   std::printf("\nKnooppunt demo: meldingen and bevragingen through the gateway at %s\n",
               absl::GetFlag(FLAGS_gateway).c_str());
   int passed = 0;
