@@ -75,15 +75,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
   return log;
 }
 
-absl::Status AuditLog::Exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = absl::StrCat("audit database: ", err ? err : "error");
-    sqlite3_free(err);
-    return absl::UnavailableError(msg);
-  }
-  return absl::OkStatus();
-}
+absl::Status AuditLog::Exec(const char* sql) { return sqlite::Exec(db_, sql, "audit database"); }
 
 absl::Status AuditLog::Init() {
   if (sqlite3_open_v2(options_.db_path.c_str(), &db_,

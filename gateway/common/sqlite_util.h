@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace knooppunt::sqlite {
@@ -38,6 +40,15 @@ inline void BindText(sqlite3_stmt* s, int index, absl::string_view value,
 inline void BindBlob(sqlite3_stmt* s, int index, absl::string_view value,
                      sqlite3_destructor_type lifetime = SQLITE_TRANSIENT) {
   sqlite3_bind_blob(s, index, value.data(), static_cast<int>(value.size()), lifetime);
+}
+
+// Runs SQL without results; errors are UNAVAILABLE, prefixed with `what` (e.g. the file).
+inline absl::Status Exec(sqlite3* db, const char* sql, absl::string_view what) {
+  char* error = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &error) == SQLITE_OK) return absl::OkStatus();
+  absl::Status status = absl::UnavailableError(absl::StrCat(what, ": ", error ? error : "error"));
+  sqlite3_free(error);
+  return status;
 }
 
 // A column's bytes, valid until the next step/reset of the statement.

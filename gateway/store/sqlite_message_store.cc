@@ -120,14 +120,7 @@ absl::StatusOr<std::unique_ptr<SqliteMessageStore>> SqliteMessageStore::Open(
 }
 
 absl::Status SqliteMessageStore::Exec(const char* sql) {
-  char* error = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-    absl::Status s = absl::UnavailableError(
-        absl::StrCat("melding store ", options_.path, ": ", error ? error : "error"));
-    sqlite3_free(error);
-    return s;
-  }
-  return absl::OkStatus();
+  return sqlite::Exec(db_, sql, absl::StrCat("melding store ", options_.path));
 }
 
 absl::Status SqliteMessageStore::Init() {
