@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "gateway/common/log.h"
+#include "gateway/policy/registered_caller.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace knooppunt::admin {
@@ -44,17 +45,14 @@ void AddSorted(const Set& set, google::protobuf::RepeatedPtrField<std::string>* 
 absl::StatusOr<std::string> AuthoriseOperator(const grpc::AuthContext& auth,
                                               const policy::PolicyStore& policy,
                                               const identity::PeerAuthenticator& authenticator) {
-  absl::StatusOr<std::string> oin = authenticator.Authenticate(auth);
-  if (!oin.ok()) return oin.status();
-  const policy::Organisation* org = policy.Current()->registry.FindByOin(*oin);
-  if (org == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("OIN ", *oin, " is not in the registry"));
-  }
-  if (org->kind != config::v1::ORGANISATION_KIND_OPERATOR) {
+  absl::StatusOr<policy::RegisteredCaller> who =
+      policy::IdentifyCaller(auth, policy, authenticator);
+  if (!who.ok()) return who.status();
+  if (who->organisation->kind != config::v1::ORGANISATION_KIND_OPERATOR) {
     return absl::PermissionDeniedError(
         "the Admin service is for operator certificates only (separation of duties)");
   }
-  return oin;
+  return who->oin;
 }
 
 absl::StatusOr<std::string> AdminService::Admit(grpc::CallbackServerContext* context,

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "gateway/audit/audit_reader.h"
 #include "gateway/common/log.h"
+#include "gateway/policy/registered_caller.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace knooppunt::audit {
@@ -91,15 +92,12 @@ class Refused final : public grpc::ServerWriteReactor<v1::AuditEntry> {
 
 absl::StatusOr<AuditorService::Caller> AuditorService::Authorise(
     const grpc::CallbackServerContext& context) const {
-  absl::StatusOr<std::string> oin = authenticator_->Authenticate(*context.auth_context());
-  if (!oin.ok()) return oin.status();
+  absl::StatusOr<policy::RegisteredCaller> who =
+      policy::IdentifyCaller(*context.auth_context(), *policy_, *authenticator_);
+  if (!who.ok()) return who.status();
   Caller caller;
-  caller.oin = *oin;
-  const policy::Organisation* org = policy_->Current()->registry.FindByOin(*oin);
-  if (org == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("OIN ", *oin, " is not in the registry"));
-  }
-  switch (org->kind) {
+  caller.oin = who->oin;
+  switch (who->organisation->kind) {
     case config::v1::ORGANISATION_KIND_AUDITOR:
       caller.role = Role::kAuditor;
       break;
