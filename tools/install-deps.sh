@@ -12,11 +12,24 @@ packages=(
   libabsl-dev libssl-dev openssl libyaml-cpp-dev libsqlite3-dev sqlite3
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # sanitizer and fuzzing builds (tools/sanitize.sh, tools/fuzz.sh): clang, its sanitizer and
+  # libFuzzer runtimes, llvm-symbolizer for readable reports
+  clang-14 libclang-rt-14-dev llvm-14
   # metrics (Prometheus exposition)
   prometheus-cpp-dev
   # demo / test helpers
   procps
+  # the performance comparison (tools/perf/compare.sh): the proxies Knooppunt is compared with
+  nginx haproxy
+  # deployment checks (tests/deploy): systemd-analyze verify, YAML parsing, dpkg-deb
+  systemd python3-yaml dpkg-dev
+  # integration kit: the Python example (examples/python) with Debian's gRPC and protobuf
+  python3-grpcio python3-protobuf
 )
+# The Node example (examples/node) needs node and npm; any node already installed will do.
+if ! command -v node >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: install what is missing, build everything with the tests, run them all.
+# Then the sanitizer step (tools/sanitize.sh): the whole suite and the fuzz targets under
+# ASan + UBSan, the concurrency tests under TSan. CI always runs it; KNOOPPUNT_SKIP_SANITIZERS=1
+# skips it for a quicker local run.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,3 +14,6 @@ cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKNOOPPUNT_BUILD
 cmake --build "$build" -j"$jobs"
 cd "$build"
 ctest --output-on-failure -j"$jobs" --timeout 300 "$@"
+if [ "${KNOOPPUNT_SKIP_SANITIZERS:-0}" != 1 ]; then
+  "$repo/tools/sanitize.sh"
+fi

@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
   log->signer_ = *std::move(signer);
   absl::Status s = log->Init();
   if (!s.ok()) return s;
+  log->completions_ = std::make_unique<SerialExecutor>();
   log->writer_ = std::thread([l = log.get()] { l->WriterLoop(); });
   return log;
 }
@@ -138,6 +139,7 @@ void AuditLog::Close() {
     stop_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  completions_.reset();  // runs the last completions, then joins
 }
 
 int64_t AuditLog::committed() const {
@@ -155,7 +157,8 @@ void AuditLog::AddDataSubjects(const google::protobuf::Descriptor* type, absl::s
   for (std::string& p : subjects_.Of(type, payload)) record->add_data_subjects(std::move(p));
 }
 
-void AuditLog::Append(const v1::DecisionRecord& record, std::function<void(absl::Status)> done) {
+void AuditLog::Append(const v1::DecisionRecord& record, std::function<void(absl::Status)> done,
+                      bool waited) {
   Pending p;
   {
     google::protobuf::io::StringOutputStream out(&p.bytes);
@@ -173,12 +176,19 @@ void AuditLog::Append(const v1::DecisionRecord& record, std::function<void(absl:
   p.decision = static_cast<int>(record.decision());
   p.subjects.assign(record.data_subjects().begin(), record.data_subjects().end());
   p.done = std::move(done);
+  p.waited = waited;
+  if (options_.metrics != nullptr) p.queued = absl::Now();
   absl::MutexLock lock(&mu_);
   if (stop_) {
     mu_.Unlock();
     p.done(absl::UnavailableError("audit log closed"));
     mu_.Lock();
     return;
+  }
+  if (waited) {
+    ++waited_queued_;
+  } else if (oldest_lazy_ == absl::InfiniteFuture()) {
+    oldest_lazy_ = absl::Now();
   }
   queue_.push_back(std::move(p));
 }
@@ -379,19 +389,32 @@ void AuditLog::WriterLoop() {
     bool stopping = false;
     {
       absl::MutexLock lock(&mu_);
-      const absl::Time deadline =
+      // Woken by a record somebody waits for, a control request, stop, a full batch — not by
+      // lazy records alone: those wait for company until oldest_lazy_ + lazy_commit_delay.
+      const absl::Time deadline = std::min(
           first_unsigned_ == absl::InfiniteFuture() ? absl::Now() + absl::Seconds(1)
-                                                    : first_unsigned_ + options_.checkpoint_every;
+                                                    : first_unsigned_ + options_.checkpoint_every,
+          oldest_lazy_ == absl::InfiniteFuture() ? absl::InfiniteFuture()
+                                                 : oldest_lazy_ + options_.lazy_commit_delay);
       mu_.AwaitWithDeadline(absl::Condition(
-                                +[](AuditLog* l) {
-                                  return !l->queue_.empty() || !l->control_.empty() || l->stop_;
+                                +[](AuditLog* l) ABSL_EXCLUSIVE_LOCKS_REQUIRED(l->mu_) {
+                                  return l->waited_queued_ > 0 || !l->control_.empty() ||
+                                         l->stop_ || l->queue_.size() >= l->options_.max_batch;
                                 },
                                 this),
                             deadline);
       const size_t n = std::min(queue_.size(), options_.max_batch);
       for (size_t i = 0; i < n; ++i) {
+        if (queue_.front().waited) --waited_queued_;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
+      }
+      oldest_lazy_ = absl::InfiniteFuture();
+      for (const Pending& left : queue_) {
+        if (!left.waited) {
+          oldest_lazy_ = absl::Now();  // queued after this batch was taken: about now
+          break;
+        }
       }
       for (Control& c : control_) control.push_back(std::move(c));
       control_.clear();
@@ -411,8 +434,14 @@ void AuditLog::WriterLoop() {
         Log(LogLevel::kError, "audit_write_failed",
             {{"error", std::string(s.message())}, {"records", absl::StrCat(batch.size())}});
       }
-      for (Pending& p : batch) p.done(s);
-      batch.clear();
+      if (options_.metrics != nullptr) {
+        const absl::Time now = absl::Now();
+        for (const Pending& p : batch) options_.metrics->OnAuditWrite(now - p.queued, s.ok());
+      }
+      completions_->Run([done = std::move(batch), s]() mutable {
+        for (Pending& p : done) p.done(s);
+      });
+      batch.clear();  // valid again after the move
     }
     for (Control& c : control) {
       if (c.kind == Control::kCheckpoint) {

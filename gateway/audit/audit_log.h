@@ -7,7 +7,8 @@
 //    the caller refuses the exchange (fail closed).
 //  - Group commit: records arriving while a commit is in progress are written together in the
 //    next transaction, so one fsync serves many exchanges. Record() waits for its batch;
-//    Append() calls back instead (on the writer thread) and never blocks.
+//    Append() calls back instead (on the log's completion thread, in commit order) and
+//    never blocks.
 //  - Records form a hash chain (audit_crypto.h) in commit order, numbered 1, 2, … (seq).
 //    Every `checkpoint_every_records` records, and `checkpoint_every` after an unsigned record,
 //    a checkpoint (seq, head, time, instance) is signed and stored in the same transaction as
@@ -34,6 +35,8 @@
 #include "gateway/audit/audit_crypto.h"
 #include "gateway/audit/data_subjects.h"
 #include "gateway/audit/decision_log.h"
+#include "gateway/common/serial_executor.h"
+#include "gateway/observability/metrics_sink.h"
 
 struct sqlite3;
 
@@ -49,7 +52,15 @@ struct AuditLogOptions {
   absl::Duration retention = absl::ZeroDuration();  // 0: keep forever
   int64_t max_db_bytes = 0;                  // 0: no limit
   size_t max_batch = 8192;                   // records per transaction at most
+  // Records nobody waits for (RecordAsync without a callback: denials, outcomes, delivery
+  // records) do not start a commit of their own: they go with the next record somebody waits
+  // for, or after this delay, or once max_batch are queued. So on a busy gateway they cost no
+  // fsync of their own, and a waited-for decision never queues behind their commit.
+  absl::Duration lazy_commit_delay = absl::Milliseconds(100);
   bool log_checkpoints = true;               // copy each checkpoint to the operational log
+  // Optional, not owned (must outlive the log): told each record's time from Append() to the
+  // end of its group commit, on the writer thread.
+  observability::AuditMetricsSink* metrics = nullptr;
 };
 
 class AuditLog final : public DecisionLog {
@@ -60,13 +71,16 @@ class AuditLog final : public DecisionLog {
   absl::Status Record(const v1::DecisionRecord& record) override;
   void RecordAsync(const v1::DecisionRecord& record,
                    std::function<void(absl::Status)> done) override {
-    Append(record, done ? std::move(done) : [](absl::Status) {});
+    const bool waited = done != nullptr;
+    Append(record, waited ? std::move(done) : [](absl::Status) {}, waited);
   }
   void AddDataSubjects(const google::protobuf::Descriptor* type, absl::string_view payload,
                        v1::DecisionRecord* record) const override;
 
-  // Queues the record; `done` runs on the writer thread once it is committed (OK) or not.
-  void Append(const v1::DecisionRecord& record, std::function<void(absl::Status)> done);
+  // Queues the record; `done` runs on the completion thread once it is committed (OK) or not.
+  // `waited`: somebody waits for `done` (commit soon); false: lazy (lazy_commit_delay).
+  void Append(const v1::DecisionRecord& record, std::function<void(absl::Status)> done,
+              bool waited = true);
 
   // Signs a checkpoint now if there are unsigned records; waits for it.
   absl::Status Checkpoint();
@@ -90,6 +104,8 @@ class AuditLog final : public DecisionLog {
     int decision = 0;
     std::vector<std::string> subjects;
     std::function<void(absl::Status)> done;
+    absl::Time queued;            // for options_.metrics
+    bool waited = true;           // see AuditLogOptions::lazy_commit_delay
   };
   struct Control {                // a checkpoint or retention request from a caller
     enum Kind { kCheckpoint, kRetention } kind;
@@ -120,12 +136,17 @@ class AuditLog final : public DecisionLog {
 
   mutable absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  size_t waited_queued_ ABSL_GUARDED_BY(mu_) = 0;  // records in queue_ somebody waits for
+  absl::Time oldest_lazy_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::deque<Control> control_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   int64_t committed_ ABSL_GUARDED_BY(mu_) = 0;
   int read_only_request_ ABSL_GUARDED_BY(mu_) = -1;
   std::thread writer_;
+  // Runs the records' `done`s after each commit, so the next batch's fsync does not wait for
+  // them (they complete gRPC calls); reset by Close() after the writer has stopped.
+  std::unique_ptr<SerialExecutor> completions_;
 };
 
 }  // namespace knooppunt::audit

@@ -11,7 +11,7 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DecisionLog>> OpenDecisionLog(
-    const config::v1::GatewayConfig& config) {
+    const config::v1::GatewayConfig& config, observability::AuditMetricsSink* metrics) {
   if (!config.has_audit()) {
     Log(LogLevel::kWarning, "audit_not_tamper_evident",
         {{"reason", "no audit: section in the configuration; decisions go to JSON lines only"}});
@@ -32,6 +32,7 @@ absl::StatusOr<std::unique_ptr<DecisionLog>> OpenDecisionLog(
   options.checkpoint_every = FromProto(a.checkpoint_every());
   options.retention = FromProto(a.retention());
   options.max_db_bytes = static_cast<int64_t>(a.max_db_bytes());
+  options.metrics = metrics;
   absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(options);
   if (!log.ok()) return log.status();
   if (config.decision_log().path().empty()) return std::unique_ptr<DecisionLog>(*std::move(log));

@@ -14,12 +14,15 @@
 #include "absl/status/statusor.h"
 #include "gateway/audit/auditor_service.h"
 #include "gateway/audit/decision_log.h"
+#include "gateway/observability/metrics_sink.h"
 #include "knooppunt/config/v1/gateway_config.pb.h"
 
 namespace knooppunt::audit {
 
+// `metrics` (optional, not owned) is told the AuditLog's write latency per record.
 absl::StatusOr<std::unique_ptr<DecisionLog>> OpenDecisionLog(
-    const config::v1::GatewayConfig& config);
+    const config::v1::GatewayConfig& config,
+    observability::AuditMetricsSink* metrics = nullptr);
 
 // nullptr without an `audit:` section.
 absl::StatusOr<std::unique_ptr<AuditorService>> MakeAuditorService(

@@ -27,9 +27,10 @@ class DecisionLog {
  public:
   virtual ~DecisionLog() = default;
   virtual absl::Status Record(const v1::DecisionRecord& record) = 0;
-  // The same without waiting: `done` (may be empty) gets the status once the record is
-  // written or not, possibly on another thread. For records that do not gate an exchange
-  // (denials, outcomes). The default writes synchronously.
+  // The same without waiting: `done` gets the status once the record is written or not,
+  // possibly on another thread. With an empty `done` the record is best effort (denials,
+  // outcomes, deliveries: nothing waits for it) and a log may commit it lazily, with the next
+  // record somebody waits for. The default writes synchronously.
   virtual void RecordAsync(const v1::DecisionRecord& record,
                            std::function<void(absl::Status)> done) {
     absl::Status s = Record(record);
@@ -68,10 +69,15 @@ class TeeDecisionLog final : public DecisionLog {
   }
   void RecordAsync(const v1::DecisionRecord& record,
                    std::function<void(absl::Status)> done) override {
+    if (!done) {  // best effort: keep it lazy in the primary; the copy need not wait for it
+      primary_->RecordAsync(record, nullptr);
+      secondary_->Record(record).IgnoreError();
+      return;
+    }
     primary_->RecordAsync(record, [secondary = secondary_.get(), copy = record,
                                    done = std::move(done)](absl::Status s) {
       if (s.ok()) secondary->Record(copy).IgnoreError();
-      if (done) done(std::move(s));
+      done(std::move(s));
     });
   }
   void AddDataSubjects(const google::protobuf::Descriptor* type, absl::string_view payload,

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -52,10 +53,13 @@ bool IsValidUuid(absl::string_view id) {
 
 std::string RandomHex(int bytes) {
   if (bytes <= 0) return "";
+  // Trace and span ids must be unique, not secret (W3C Trace Context): a per-thread absl
+  // generator (seeded from the OS) costs a fraction of OpenSSL's locked DRBG, and a span id
+  // is drawn for every exchange and every delivery.
+  thread_local absl::BitGen gen;
   std::string raw(bytes, '\0');
   do {
-    // RAND_bytes only fails when the CSPRNG cannot be seeded; then there is no safe id.
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), bytes) != 1) abort();
+    for (char& c : raw) c = static_cast<char>(absl::Uniform<uint8_t>(absl::IntervalClosed, gen, 0, 255));
   } while (AllZero(absl::BytesToHexString(raw)));
   return absl::BytesToHexString(raw);
 }

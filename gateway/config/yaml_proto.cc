@@ -1,6 +1,7 @@
 #include "gateway/config/yaml_proto.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <exception>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -798,6 +800,57 @@ void SourceMap::Record(std::string path, SourceLocation loc) {
 
 bool SourceMap::Contains(absl::string_view path) const { return locations_.contains(path); }
 
+namespace {
+
+// yaml-cpp 0.7 (Debian bookworm) never returns from LoadAll(), allocating a null document per
+// turn, when a document starts with a token its parser does not consume, e.g. a stream that
+// is just "," (yaml-cpp issue #1040, fixed upstream by PR #1319). Found by fuzzing
+// (tests/fuzz/policy_fuzz). This walks the documents with the same parser first, without
+// building them, and refuses the stream where a document starts at the same place as the one
+// before it: no progress.
+class DocumentProgress : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    stalled_ = started_ && mark.pos == last_.pos;
+    started_ = true;
+    last_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  bool stalled() const { return stalled_; }
+  const YAML::Mark& last() const { return last_; }
+
+ private:
+  bool started_ = false;
+  bool stalled_ = false;
+  YAML::Mark last_;
+};
+
+// YAML::LoadAll() that throws a ParserException instead of looping forever.
+std::vector<YAML::Node> LoadAllDocuments(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentProgress progress;
+  while (parser.HandleNextDocument(progress)) {
+    if (progress.stalled()) {
+      throw YAML::ParserException(progress.last(), "unexpected token at the start of a document");
+    }
+  }
+  return YAML::LoadAll(text);
+}
+
+}  // namespace
+
 absl::StatusOr<SourceMap> ParseYamlToProto(absl::string_view yaml_text,
                                            absl::string_view file_name, Message* msg) {
   if (msg == nullptr) return absl::InvalidArgumentError("ParseYamlToProto: msg is null");
@@ -806,7 +859,7 @@ absl::StatusOr<SourceMap> ParseYamlToProto(absl::string_view yaml_text,
   SourceMap map(file);
   absl::Status status;
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml_text));
+    const std::vector<YAML::Node> docs = LoadAllDocuments(std::string(yaml_text));
     Converter converter(file, &map, std::max(kNodesPerByte * yaml_text.size(), kMinNodeBudget));
     status = converter.ParseDocuments(docs, msg);
   } catch (const YAML::DeepRecursion& e) {

@@ -34,12 +34,27 @@ DeliveryScheduler::DeliveryScheduler(store::MessageStore* store,
 
 DeliveryScheduler::~DeliveryScheduler() { Stop(); }
 
-void DeliveryScheduler::Start(std::vector<store::MessageRecord> pending) {
+absl::Status DeliveryScheduler::Start() {
+  absl::StatusOr<std::vector<store::MessageRecord>> claimed = Claim();
+  if (!claimed.ok()) return claimed.status();
   {
     absl::MutexLock lock(&mu_);
-    for (store::MessageRecord& r : pending) AddLocked(std::move(r), nullptr);
+    for (store::MessageRecord& r : *claimed) AddLocked(std::move(r), nullptr);
+    next_claim_ = absl::Now() + options_.claim_interval;
   }
   thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<store::MessageRecord>> DeliveryScheduler::Claim() {
+  absl::StatusOr<std::vector<store::MessageRecord>> claimed = store_->ClaimWork();
+  if (!claimed.ok()) return claimed.status();
+  for (store::MessageRecord& r : *claimed) unrecorded_.push_back(std::move(r));
+  if (claim_hook_ && !unrecorded_.empty()) {
+    absl::Status recorded = claim_hook_(unrecorded_);
+    if (!recorded.ok()) return recorded;  // kept in unrecorded_: tried again at the next claim
+  }
+  return std::exchange(unrecorded_, {});
 }
 
 void DeliveryScheduler::Enqueue(store::MessageRecord record,
@@ -239,6 +254,21 @@ void DeliveryScheduler::Run() {
       if (r.in_flight > 0) --r.in_flight;
       FailLocked(m, now, "not acknowledged within the visibility timeout");
     }
+    if (now >= next_claim_) {
+      next_claim_ = now + options_.claim_interval;
+      mu_.Unlock();
+      absl::StatusOr<std::vector<store::MessageRecord>> claimed = Claim();
+      mu_.Lock();
+      if (!claimed.ok()) {
+        Log(LogLevel::kWarning, "delivery_claim_failed",
+            {{"error", std::string(claimed.status().message())}});
+      } else {
+        for (store::MessageRecord& r : *claimed) {
+          if (!messages_.contains(r.seq)) AddLocked(std::move(r), nullptr);
+        }
+      }
+      continue;
+    }
     std::vector<PushCall*> pushes;
     DispatchLocked(now, &pushes);
     if (!pushes.empty()) {
@@ -270,6 +300,7 @@ void DeliveryScheduler::Run() {
       }
     }
     if (!invisible_.empty()) next = std::min(next, invisible_.begin()->first);
+    next = std::min(next, next_claim_);
     mu_.AwaitWithDeadline(absl::Condition(&wake_), next);
   }
 }

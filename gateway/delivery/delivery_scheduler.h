@@ -5,7 +5,9 @@
 // Guarantees:
 //  - At least once: a message leaves the scheduler only when delivered (Deliver returned OK,
 //    or the recipient acknowledged it) or expired; both are recorded in the store. After a
-//    crash the store's pending messages are loaded again and delivered again.
+//    crash the store's pending messages are claimed again (MessageStore::ClaimWork, at start
+//    and every claim_interval — which also picks up a stopped replica's messages when the
+//    store is shared) and delivered again, after the claim hook has put them on record.
 //  - Retries with exponential backoff (initial_backoff doubling up to max_backoff, jitter
 //    ±50%) until the message's expires_at; then it is marked expired. A push recipient whose
 //    endpoint fails is also held as a whole for the same backoff over its consecutive
@@ -34,6 +36,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/forward/endpoint_channels.h"
@@ -48,7 +52,18 @@ struct DeliveryOptions {
   absl::Duration max_backoff = absl::Minutes(5);
   absl::Duration attempt_timeout = absl::Seconds(30);
   absl::Duration visibility_timeout = absl::Seconds(60);
+  // How often the store is asked for work this gateway has become responsible for besides its
+  // own Sends (MessageStore::ClaimWork: messages taken over from a stopped replica).
+  absl::Duration claim_interval = absl::Seconds(5);
 };
+
+// Called with messages the store handed this gateway (ClaimWork) before any of them is
+// delivered — at start, what survived a restart; later, what was taken over from a stopped
+// replica. Their decision records may have been lost with the gateway that accepted them,
+// so this puts them on record again; until it returns OK they are not delivered (at start,
+// the scheduler does not start). Called on the scheduler's thread (or Start's caller), with
+// no lock held; it may wait.
+using ClaimHook = std::function<absl::Status(const std::vector<store::MessageRecord>& claimed)>;
 
 // How a recipient is reached now (resolved at every attempt, so registry changes apply).
 struct Route {
@@ -83,11 +98,14 @@ class DeliveryScheduler {
                     RouteResolver routes, DeliveryOptions options);
   ~DeliveryScheduler();
 
-  // Starts the scheduler thread with the messages the store still holds (in seq order).
-  void Start(std::vector<store::MessageRecord> pending);
+  // Claims the store's pending work (ClaimWork), puts it on record (the claim hook), and
+  // starts the scheduler thread; an error of either leaves it not started.
+  absl::Status Start();
 
-  // A message the store has just accepted. Must be called in seq order (the store's
-  // completion order). `envelope` may be null: then record.envelope is parsed.
+  // A message just accepted (durable in the store and its decision on record). Messages of
+  // one order key are delivered in the order they are enqueued: for a sender that waits for
+  // each Receipt before the next Send, the order it sent them in. `envelope` may be null:
+  // then record.envelope is parsed.
   void Enqueue(store::MessageRecord record, std::shared_ptr<const exchange::v1::Envelope> envelope);
 
   void AddConsumer(const std::string& recipient_oin, Consumer* consumer, uint32_t max_unacked);
@@ -100,6 +118,8 @@ class DeliveryScheduler {
            const std::string& message_id, std::function<void(absl::Status)> done);
 
   void set_attempt_hook(AttemptHook hook) { attempt_hook_ = std::move(hook); }
+  // Before Start().
+  void set_claim_hook(ClaimHook hook) { claim_hook_ = std::move(hook); }
 
   // Closes consumers, cancels deliveries in flight and waits for them; idempotent.
   void Stop();
@@ -136,6 +156,9 @@ class DeliveryScheduler {
   struct PushCall;
 
   void Run();
+  // ClaimWork, then the claim hook over everything claimed and not yet on record; returns
+  // what may be delivered now. Scheduler thread (or Start) only, no lock held.
+  absl::StatusOr<std::vector<store::MessageRecord>> Claim();
   void AddLocked(store::MessageRecord record, std::shared_ptr<const exchange::v1::Envelope> env)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MakeReadyLocked(Message& m, absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -154,6 +177,8 @@ class DeliveryScheduler {
   const RouteResolver routes_;
   const DeliveryOptions options_;
   AttemptHook attempt_hook_;
+  ClaimHook claim_hook_;
+  std::vector<store::MessageRecord> unrecorded_;  // claimed, hook not yet OK (Claim() only)
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -166,6 +191,7 @@ class DeliveryScheduler {
   std::set<std::pair<absl::Time, int64_t>> invisible_ ABSL_GUARDED_BY(mu_);  // pull in flight
   absl::flat_hash_map<PushCall*, std::shared_ptr<PushCall>> calls_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_claim_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::thread thread_;
 };
 

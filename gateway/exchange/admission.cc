@@ -28,17 +28,21 @@ std::string Bounded(const std::string& s, size_t max) { return s.substr(0, max);
 void Admitter::Admit(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
                      config::v1::ExchangeMode mode, absl::string_view operation, Admission* a,
                      std::function<void(absl::Status)> then) const {
-  absl::Status checked = Check(context, envelope, mode, operation, a);
-  if (!checked.ok()) return then(std::move(checked));
+  absl::Status decided = Decide(context, envelope, mode, operation, a);
+  if (!decided.ok()) return then(std::move(decided));
+  RecordDecision(*a, std::move(then));
+}
+
+void Admitter::RecordDecision(const Admission& a, std::function<void(absl::Status)> then) const {
   // audit: the decision is on record before anything leaves the gateway (fail closed); the
   // group commit calls back, so no request thread waits for the fsync.
-  deps_.decision_log->RecordAsync(a->record, [then = std::move(then)](absl::Status written) {
+  deps_.decision_log->RecordAsync(a.record, [then = std::move(then)](absl::Status written) {
     then(written.ok() ? absl::OkStatus()
                       : absl::UnavailableError("the exchange cannot be audited; refused"));
   });
 }
 
-absl::Status Admitter::Check(const grpc::CallbackServerContext& context,
+absl::Status Admitter::Decide(const grpc::CallbackServerContext& context,
                              const v1::Envelope& envelope, config::v1::ExchangeMode mode,
                              absl::string_view operation, Admission* a) const {
   a->started = absl::Now();

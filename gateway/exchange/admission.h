@@ -78,19 +78,25 @@ class Admitter {
 
   // Calls `then` exactly once: at once with the denial, or — for an admitted exchange — once
   // its decision record is written (OK) or could not be (UNAVAILABLE). Nothing here waits
-  // for the disk: `then` may run on the audit log's writer thread, so it must not block.
+  // for the disk: `then` may run on the audit log's completion thread, so it must not block.
   void Admit(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
              config::v1::ExchangeMode mode, absl::string_view operation, Admission* admission,
              std::function<void(absl::Status)> then) const;
+
+  // Admit() in its two halves, for a caller that overlaps the decision record's commit with
+  // its own durable work (a melding's store append): Decide() is everything up to the
+  // decision record — authenticate, accept, decide, rate, transform — and records a denial
+  // itself; RecordDecision() then writes the allowed decision and calls `then` as Admit()
+  // does. The caller must not let the exchange leave the gateway before `then` reports OK.
+  absl::Status Decide(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
+                      config::v1::ExchangeMode mode, absl::string_view operation,
+                      Admission* admission) const;
+  void RecordDecision(const Admission& admission, std::function<void(absl::Status)> then) const;
 
   // Records how the exchange ended (status and latency).
   void RecordOutcome(Admission* admission, int grpc_code) const;
 
  private:
-  // Everything up to the decision record: authenticate, accept, decide, transform.
-  absl::Status Check(const grpc::CallbackServerContext& context, const v1::Envelope& envelope,
-                     config::v1::ExchangeMode mode, absl::string_view operation,
-                     Admission* admission) const;
   absl::Status Deny(Admission* admission, absl::Status status, absl::string_view reason) const;
   absl::Status CheckRate(Admission* admission) const;
 

@@ -90,11 +90,13 @@ class BevragingCall final : public grpc::ServerUnaryReactor {
     const policy::CompiledAgreement& agreement = *admission_.agreement;
     const absl::string_view reply_type = MessageTypeOf(reply_.payload().type_url());
     if (reply_type != agreement.reply_type) {
-      reply_.Clear();
-      return Complete(grpc::Status(
+      // The message first: reply_type points into reply_, which Clear() frees.
+      grpc::Status wrong_type(
           grpc::StatusCode::INTERNAL,
           absl::StrCat("the recipient's endpoint replied with type '", reply_type,
-                       "'; agreement ", agreement.id, " requires ", agreement.reply_type)));
+                       "'; agreement ", agreement.id, " requires ", agreement.reply_type));
+      reply_.Clear();
+      return Complete(wrong_type);
     }
     if (reply_.payload().value().size() > service_.options_.max_payload_bytes) {
       reply_.Clear();

@@ -1,17 +1,21 @@
 // The melding operations of the Exchange service: Send, Receive, Ack, GetStatus.
 //
-//   Send: accept → authenticate → decide → audit (Admitter, mode melding) → (transform) →
-//         store (MessageStore: durable, idempotent) → Receipt → deliver (DeliveryScheduler).
+//   Send: accept → authenticate → decide → (transform) → audit ‖ store (the decision record
+//         and the MessageStore append — durable, idempotent — are committed concurrently) →
+//         Receipt → deliver (DeliveryScheduler).
 //
-// Guarantees: a Receipt is returned only after the store reported the message durable, and
-// the message is then in the scheduler; nothing unadmitted is stored. Receive/Ack/GetStatus
+// Guarantees: a Receipt is returned only after the store reported the message durable AND its
+// decision record is committed, and the message is then in the scheduler; a message whose
+// decision record fails is discarded from the store and never delivered (after a crash
+// between the two commits, StartMeldingen records the recovered messages before delivery). Receive/Ack/GetStatus
 // act only for the authenticated caller: a recipient sees and acknowledges only messages
 // addressed to it, GetStatus answers only the sender or the recipient (anyone else gets
-// NOT_FOUND, so it does not learn that the message exists). No gRPC thread waits on the
-// melding store's disk: each call's reactor is completed from the store's thread (and the
-// Send's outcome record is written afterwards, in OnDone, so the store never waits on audit).
+// NOT_FOUND, so it does not learn that the message exists). No gRPC thread waits on a disk:
+// each call's reactor is completed from the store's or the audit log's completion thread
+// (and the Send's outcome record is written afterwards, in OnDone).
 #include <openssl/evp.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 
@@ -67,21 +71,9 @@ class MeldingCall final : public grpc::ServerUnaryReactor {
 
   void Start() {
     if (service_.store_ == nullptr || service_.delivery_ == nullptr) return Finish(NotConfigured());
-    service_.admitter_.Admit(*context_, request_, config::v1::EXCHANGE_MODE_MELDING, "Send",
-                             &admission_, [this](absl::Status admitted) { OnAdmitted(admitted); });
-  }
-
-  void OnDone() override {
-    // The outcome record is written here, on a gRPC thread, not on the store's writer
-    // thread: the audit log may wait for its own fsync, and the store's group commit must
-    // never wait for it.
-    if (admitted_) service_.admitter_.RecordOutcome(&admission_, outcome_);
-    delete this;
-  }
-
- private:
-  void OnAdmitted(const absl::Status& admitted) {
-    if (!admitted.ok()) return Finish(ToGrpc(admitted));
+    absl::Status decided = service_.admitter_.Decide(
+        *context_, request_, config::v1::EXCHANGE_MODE_MELDING, "Send", &admission_);
+    if (!decided.ok()) return Finish(ToGrpc(decided));
     admitted_ = true;
 
     // What will be delivered: the envelope as sent (with only the agreed fields), stamped
@@ -92,6 +84,7 @@ class MeldingCall final : public grpc::ServerUnaryReactor {
     }
     envelope->set_agreement_id(admission_.agreement->id);
     envelope->mutable_trace()->set_traceparent(FormatTraceparent(admission_.trace));
+    envelope_ = envelope;
 
     store::MessageRecord record;
     record.sender = request_.sender();
@@ -104,22 +97,50 @@ class MeldingCall final : public grpc::ServerUnaryReactor {
     // Microsecond precision, as stored: a duplicate's Receipt then equals the original's.
     record.accepted_at = absl::FromUnixMicros(absl::ToUnixMicros(absl::Now()));
     record.expires_at = record.accepted_at + admission_.agreement->retry_window;
-    service_.store_->Append(std::move(record),
-                            [this, envelope](absl::StatusOr<store::AppendResult> stored) mutable {
-                              OnStored(std::move(stored), std::move(envelope));
-                            });
+
+    // audit and store, overlapped: the decision record's commit and the store's fsync run at
+    // the same time (two files, two group commits), so a Receipt costs one disk flush of
+    // latency, not two. Nothing is given to delivery and no Receipt is sent before both are
+    // durable; a message stored whose decision record failed is discarded again.
+    service_.admitter_.RecordDecision(admission_, [this](absl::Status audited) {
+      audited_ = std::move(audited);
+      if (BothArrived()) OnAuditedAndStored();
+    });
+    service_.store_->Append(std::move(record), [this](absl::StatusOr<store::AppendResult> stored) {
+      stored_ = std::move(stored);
+      if (BothArrived()) OnAuditedAndStored();
+    });
   }
 
-  // On the store's thread, after the commit.
-  void OnStored(absl::StatusOr<store::AppendResult> stored,
-                std::shared_ptr<const v1::Envelope> envelope) {
-    if (!stored.ok()) return Complete(ToGrpc(stored.status()));
+  void OnDone() override {
+    // The outcome record is written here, on a gRPC thread, not on the store's writer
+    // thread: the audit log may wait for its own fsync, and the store's group commit must
+    // never wait for it.
+    if (admitted_) service_.admitter_.RecordOutcome(&admission_, outcome_);
+    delete this;
+  }
+
+ private:
+  // True for the second of the two completions; acq_rel makes the first one's result
+  // visible to the second.
+  bool BothArrived() { return arrived_.fetch_add(1, std::memory_order_acq_rel) == 1; }
+
+  // Runs on the completion thread (audit log or store) of whichever finished second.
+  void OnAuditedAndStored() {
+    if (!audited_.ok()) {
+      if (stored_.ok() && !stored_->duplicate) {
+        // Accepted by the store but not on record: take it back, so it is never delivered.
+        service_.store_->Discard(stored_->record.seq, [](absl::Status) {});
+      }
+      return Complete(ToGrpc(audited_));
+    }
+    if (!stored_.ok()) return Complete(ToGrpc(stored_.status()));
     receipt_.set_message_id(request_.message_id());
-    *receipt_.mutable_accepted_at() = ToTimestamp(stored->record.accepted_at);
-    receipt_.set_agreement_id(stored->record.agreement_id);
-    receipt_.set_duplicate(stored->duplicate);
-    if (!stored->duplicate) {
-      service_.delivery_->Enqueue(std::move(stored->record), std::move(envelope));
+    *receipt_.mutable_accepted_at() = ToTimestamp(stored_->record.accepted_at);
+    receipt_.set_agreement_id(stored_->record.agreement_id);
+    receipt_.set_duplicate(stored_->duplicate);
+    if (!stored_->duplicate) {
+      service_.delivery_->Enqueue(std::move(stored_->record), std::move(envelope_));
     }
     Complete(grpc::Status::OK);
   }
@@ -136,6 +157,12 @@ class MeldingCall final : public grpc::ServerUnaryReactor {
   Admission admission_;
   bool admitted_ = false;
   int outcome_ = grpc::StatusCode::CANCELLED;
+  std::shared_ptr<const v1::Envelope> envelope_;
+
+  // The two halves of acceptance, joined in OnAuditedAndStored().
+  std::atomic<int> arrived_{0};
+  absl::Status audited_;
+  absl::StatusOr<store::AppendResult> stored_;
 };
 
 // One Receive stream: the recipient's inbox, fed by the DeliveryScheduler.

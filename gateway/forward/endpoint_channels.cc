@@ -16,7 +16,8 @@ absl::StatusOr<std::unique_ptr<EndpointChannels>> EndpointChannels::Create(
   absl::StatusOr<std::string> key = tls::ReadPemFile(id.key_file, "upstream_tls.key_file");
   if (!key.ok()) return key.status();
   return std::unique_ptr<EndpointChannels>(new EndpointChannels(
-      tls::WatchCertificateFiles(id.key_file, id.cert_file, id.ca_file, id.refresh_interval)));
+      tls::WatchCertificateFiles(id.key_file, id.cert_file, id.ca_file, id.refresh_interval),
+      id.certificates));
 }
 
 std::shared_ptr<exchange::v1::Endpoint::Stub> EndpointChannels::StubFor(
@@ -33,7 +34,7 @@ std::shared_ptr<exchange::v1::Endpoint::Stub> EndpointChannels::StubFor(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   auto channel = grpc::CreateCustomChannel(
-      target.address, tls::MutualTlsChannelCredentials(identity_, target.oin), args);
+      target.address, tls::MutualTlsChannelCredentials(identity_, target.oin, certificates_), args);
   auto stub = std::shared_ptr<exchange::v1::Endpoint::Stub>(
       exchange::v1::Endpoint::NewStub(channel).release());
   stubs_.emplace(key, stub);

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "gateway/observability/metrics_sink.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/tls_certificate_provider.h"
@@ -29,6 +30,9 @@ struct UpstreamIdentity {
   std::string key_file;   // its key
   std::string ca_file;    // CAs endpoint certificates must chain to
   absl::Duration refresh_interval = absl::Seconds(5);  // how often the files are re-read
+  // Optional, not owned (must outlive the channels): told each endpoint certificate accepted
+  // at a handshake, for its expiry (gateway/observability/peer_certificates).
+  observability::PeerCertificateSink* certificates = nullptr;
 };
 
 struct EndpointTarget {
@@ -46,11 +50,12 @@ class EndpointChannels {
   std::shared_ptr<exchange::v1::Endpoint::Stub> StubFor(const EndpointTarget& target);
 
  private:
-  explicit EndpointChannels(
-      std::shared_ptr<grpc::experimental::CertificateProviderInterface> identity)
-      : identity_(std::move(identity)) {}
+  EndpointChannels(std::shared_ptr<grpc::experimental::CertificateProviderInterface> identity,
+                   observability::PeerCertificateSink* certificates)
+      : identity_(std::move(identity)), certificates_(certificates) {}
 
   const std::shared_ptr<grpc::experimental::CertificateProviderInterface> identity_;
+  observability::PeerCertificateSink* const certificates_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<exchange::v1::Endpoint::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

@@ -198,6 +198,13 @@ void CrlWatcher::Refresh() {
   }
   Log(LogLevel::kInfo, "crl_loaded",
       {{"directory", directory_}, {"crls", absl::StrCat(crls)}, {"revoked", absl::StrCat(count)}});
+  absl::MutexLock lock(&on_change_mu_);
+  if (on_change_) on_change_();
+}
+
+void CrlWatcher::SetOnChange(std::function<void()> on_change) {
+  absl::MutexLock lock(&on_change_mu_);
+  on_change_ = std::move(on_change);
 }
 
 }  // namespace knooppunt::identity

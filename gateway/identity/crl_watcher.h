@@ -13,10 +13,13 @@
 //    (the gateway's client CA file): nobody can revoke with a CRL the CA did not sign.
 //  - IsRevoked() is cheap (one hash lookup under a shared lock) and safe from any thread, so
 //    it is asked on every handshake (gateway/tls) and every call (PeerAuthenticator).
+//  - After every swap, the function given to SetOnChange() runs on the watcher thread (the
+//    gateway closes the connections of newly revoked clients, identity/connection_registry).
 // Revocation only adds refusals: when the directory cannot be read, the last set stays.
 #ifndef KNOOPPUNT_GATEWAY_IDENTITY_CRL_WATCHER_H_
 #define KNOOPPUNT_GATEWAY_IDENTITY_CRL_WATCHER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,6 +53,10 @@ class CrlWatcher {
     return IsRevoked(RevocationKeyOfPem(certificate_pem));
   }
   size_t revoked_count() const;
+  // Runs `on_change` after each new set is in force (must not block for long). Once this
+  // returns, the previous function is not running and never runs again (so
+  // SetOnChange(nullptr) before destroying what it points to).
+  void SetOnChange(std::function<void()> on_change);
 
  private:
   // Loads if anything changed; Start() and then only the watcher thread call it.
@@ -60,6 +67,8 @@ class CrlWatcher {
   const std::string trust_roots_pem_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const absl::flat_hash_set<std::string>> revoked_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex on_change_mu_;  // held while on_change_ runs
+  std::function<void()> on_change_ ABSL_GUARDED_BY(on_change_mu_);
   // What was last loaded (names and contents); only Start() and then the watcher thread
   // touch these.
   bool loaded_ = false;

@@ -69,14 +69,19 @@ class PeerAuthenticator::Cache {
     absl::StatusOr<std::string> oin;
     std::string revocation_key;  // issuer + serial, for the CRL check
   };
-  Entry Get(absl::string_view pem) {
+  // `*first` tells whether the certificate was parsed now (not found in the cache).
+  Entry Get(absl::string_view pem, bool* first) {
     const size_t hash = absl::HashOf(pem);
     Shard& shard = shards_[hash % kShards];
     {
       absl::ReaderMutexLock lock(&shard.mu);
       auto it = shard.entries.find(pem);
-      if (it != shard.entries.end()) return it->second;
+      if (it != shard.entries.end()) {
+        *first = false;
+        return it->second;
+      }
     }
+    *first = true;
     Entry result{OinFromCertificatePem(pem), RevocationKeyOfPem(pem)};
     absl::MutexLock lock(&shard.mu);
     if (shard.entries.size() >= kMaxPerShard) shard.entries.clear();
@@ -98,7 +103,12 @@ PeerAuthenticator::~PeerAuthenticator() = default;
 absl::StatusOr<std::string> PeerAuthenticator::Authenticate(const grpc::AuthContext& auth) const {
   const std::vector<grpc::string_ref> certs = auth.FindPropertyValues("x509_pem_cert");
   if (certs.empty()) return absl::UnauthenticatedError("no client certificate presented");
-  Cache::Entry entry = cache_->Get(absl::string_view(certs.front().data(), certs.front().size()));
+  const absl::string_view pem(certs.front().data(), certs.front().size());
+  bool first = false;
+  Cache::Entry entry = cache_->Get(pem, &first);
+  if (first && entry.oin.ok() && sink_ != nullptr) {
+    sink_->OnPeerCertificate("organisation", *entry.oin, pem);
+  }
   if (entry.oin.ok() && crls_ != nullptr && crls_->IsRevoked(entry.revocation_key)) {
     return absl::UnauthenticatedError("client certificate is revoked");
   }

@@ -7,6 +7,9 @@
 // is UNAUTHENTICATED, with a reason that names no certificate contents beyond the attribute.
 // With SetRevocation(), a certificate that a loaded CRL revokes is UNAUTHENTICATED on every
 // call, including calls on connections made before it was revoked (gateway/identity/crl_watcher).
+// With SetCertificateSink(), every certificate that yields an OIN is reported to the sink the
+// first time it is seen (not per call: results are cached per certificate), for the
+// organisations' certificate expiry (gateway/observability/peer_certificates).
 #ifndef KNOOPPUNT_GATEWAY_IDENTITY_PEER_IDENTITY_H_
 #define KNOOPPUNT_GATEWAY_IDENTITY_PEER_IDENTITY_H_
 
@@ -15,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "gateway/observability/metrics_sink.h"
 #include "grpcpp/security/auth_context.h"
 
 namespace knooppunt::identity {
@@ -38,11 +42,15 @@ class PeerAuthenticator {
 
   // Consult `crls` on every call from now on (set before serving; must outlive this).
   void SetRevocation(const CrlWatcher* crls) { crls_ = crls; }
+  // Report each newly seen certificate with a usable OIN to `sink` as role "organisation"
+  // (set before serving; must outlive this).
+  void SetCertificateSink(observability::PeerCertificateSink* sink) { sink_ = sink; }
 
  private:
   class Cache;
   std::unique_ptr<Cache> cache_;
   const CrlWatcher* crls_ = nullptr;
+  observability::PeerCertificateSink* sink_ = nullptr;
 };
 
 }  // namespace knooppunt::identity

@@ -13,9 +13,10 @@
 
 namespace knooppunt::observability {
 
-absl::StatusOr<absl::Time> EarliestCertificateExpiry(const std::string& file) {
-  BIO* bio = BIO_new_file(file.c_str(), "r");
-  if (bio == nullptr) return absl::NotFoundError(absl::StrCat("cannot read ", file));
+namespace {
+
+// The earliest notAfter of the PEM certificates readable from `bio` (consumed and freed).
+absl::StatusOr<absl::Time> EarliestFromBio(BIO* bio, absl::string_view what) {
   bool found = false;
   absl::Time earliest = absl::InfiniteFuture();
   while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
@@ -28,8 +29,31 @@ absl::StatusOr<absl::Time> EarliestCertificateExpiry(const std::string& file) {
     X509_free(cert);
   }
   BIO_free(bio);
-  if (!found) return absl::InvalidArgumentError(absl::StrCat("no certificate in ", file));
+  if (!found) return absl::InvalidArgumentError(absl::StrCat("no certificate in ", what));
   return earliest;
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Time> EarliestCertificateExpiry(const std::string& file) {
+  BIO* bio = BIO_new_file(file.c_str(), "r");
+  if (bio == nullptr) return absl::NotFoundError(absl::StrCat("cannot read ", file));
+  return EarliestFromBio(bio, file);
+}
+
+absl::StatusOr<absl::Time> EarliestCertificateExpiryPem(absl::string_view pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return absl::ResourceExhaustedError("out of memory reading a certificate");
+  return EarliestFromBio(bio, "the PEM text");
+}
+
+ExpiryStanding StandingAt(absl::Time expiry, absl::Time now, absl::Duration warning) {
+  const absl::Duration left = expiry - now;
+  if (left <= absl::ZeroDuration()) {
+    return {absl::StrCat("expired:", absl::ToUnixSeconds(expiry)), true};
+  }
+  if (left <= warning) return {absl::StrCat("warning:", absl::ToUnixSeconds(expiry)), false};
+  return {};
 }
 
 absl::Status CertificateWatch::Check(absl::Time now) {
@@ -48,13 +72,13 @@ absl::Status CertificateWatch::Check(absl::Time now) {
     } else {
       const absl::Duration left = *expiry - now;
       if (metrics_ != nullptr) metrics_->SetCertificateExpiry(w.role, w.file, absl::ToDoubleSeconds(left));
-      if (left <= absl::ZeroDuration()) {
-        state = absl::StrCat("expired:", absl::ToUnixSeconds(*expiry));
+      const ExpiryStanding standing = StandingAt(*expiry, now, warning_);
+      state = standing.state;
+      if (standing.expired) {
         level = LogLevel::kError;
         event = "certificate_expired";
         if (w.required) result = absl::FailedPreconditionError(absl::StrCat(w.file, " has expired"));
-      } else if (left <= warning_) {
-        state = absl::StrCat("warning:", absl::ToUnixSeconds(*expiry));
+      } else if (!state.empty()) {
         event = "certificate_expiring";
       }
     }

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/observability/metrics.h"
@@ -23,6 +24,17 @@ namespace knooppunt::observability {
 
 // The earliest notAfter among the PEM certificates in `file`; an error when it holds none.
 absl::StatusOr<absl::Time> EarliestCertificateExpiry(const std::string& file);
+// The same for PEM text already in memory (e.g. a peer's certificate).
+absl::StatusOr<absl::Time> EarliestCertificateExpiryPem(absl::string_view pem);
+
+// Where a certificate expiring at `expiry` stands at `now` against the warning window, as
+// both watches (this one and peer_certificates.h) log it: `state` is empty (nothing to say),
+// "warning:<notAfter unix>" or "expired:<notAfter unix>"; a state is logged once.
+struct ExpiryStanding {
+  std::string state;
+  bool expired = false;
+};
+ExpiryStanding StandingAt(absl::Time expiry, absl::Time now, absl::Duration warning);
 
 struct WatchedCertificate {
   std::string role;  // "server", "server_ca", "upstream", "upstream_ca"

@@ -71,6 +71,22 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   for (int code = 0; code < kCodes; ++code) {
     delivery_attempts_[static_cast<size_t>(code)] = &attempts.Add({{"code", absl::StrCat(code)}});
   }
+  auto& audit_write = prometheus::BuildHistogram()
+                          .Name("knooppunt_audit_write_seconds")
+                          .Help("Time from an audit record being queued to the end of its "
+                                "group commit (durable when result=ok)")
+                          .Register(*registry_);
+  const prometheus::Histogram::BucketBoundaries commit_buckets = {
+      0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+  audit_write_[0] = &audit_write.Add({{"result", "failed"}}, commit_buckets);
+  audit_write_[1] = &audit_write.Add({{"result", "ok"}}, commit_buckets);
+  peer_certificate_expiry_ = &prometheus::BuildGauge()
+                                  .Name("knooppunt_peer_certificate_expiry_seconds")
+                                  .Help("Seconds until the certificate of a peer expires "
+                                        "(negative: expired): role=organisation for client "
+                                        "certificates seen at authentication, role=endpoint "
+                                        "for endpoint certificates seen at the handshake")
+                                  .Register(*registry_);
   queue_bytes_ = &prometheus::BuildGauge()
                       .Name("knooppunt_melding_queue_bytes")
                       .Help("Envelope bytes of the meldingen stored and not yet delivered")
@@ -149,6 +165,15 @@ void Metrics::SetServing(bool serving) { serving_->Set(serving ? 1 : 0); }
 void Metrics::OnDeliveryAttempt(int grpc_code) {
   const int code = grpc_code >= 0 && grpc_code < kCodes ? grpc_code : 2;
   delivery_attempts_[static_cast<size_t>(code)]->Increment();
+}
+
+void Metrics::OnAuditWrite(absl::Duration enqueue_to_durable, bool ok) {
+  audit_write_[ok ? 1 : 0]->Observe(absl::ToDoubleSeconds(enqueue_to_durable));
+}
+
+void Metrics::SetPeerCertificateExpiry(const std::string& role, const std::string& oin,
+                                       double seconds) {
+  peer_certificate_expiry_->Add({{"role", role}, {"oin", oin}}).Set(seconds);
 }
 
 void Metrics::SetQueue(uint64_t messages, uint64_t bytes) {

@@ -15,6 +15,10 @@
 //   knooppunt_delivery_attempts_total{code}                          (melding deliveries)
 //   knooppunt_melding_queue_messages, knooppunt_melding_queue_bytes   (stored, not yet
 //                                                                      delivered or expired)
+//   knooppunt_audit_write_seconds{result="ok"|"failed"}              (histogram, record queued
+//                                                                      → group commit durable)
+//   knooppunt_peer_certificate_expiry_seconds{role,oin}              (organisation / endpoint
+//                                                                      certificates seen)
 #ifndef KNOOPPUNT_GATEWAY_OBSERVABILITY_METRICS_H_
 #define KNOOPPUNT_GATEWAY_OBSERVABILITY_METRICS_H_
 
@@ -40,7 +44,7 @@ class Family;
 
 namespace knooppunt::observability {
 
-class Metrics : public ExchangeMetricsSink {
+class Metrics : public ExchangeMetricsSink, public AuditMetricsSink {
  public:
   static constexpr size_t kMaxMessageTypes = 256;
 
@@ -59,6 +63,10 @@ class Metrics : public ExchangeMetricsSink {
   void SetQueue(uint64_t messages, uint64_t bytes);
   // One melding delivery attempt (push Deliver, or an Ack) ended with `grpc_code`.
   void OnDeliveryAttempt(int grpc_code);
+  void OnAuditWrite(absl::Duration enqueue_to_durable, bool ok) override;
+  // Seconds until a peer's certificate expires (negative: expired); `role` "organisation"
+  // or "endpoint". The caller bounds the number of (role, oin) pairs.
+  void SetPeerCertificateExpiry(const std::string& role, const std::string& oin, double seconds);
 
  private:
   static constexpr int kOperations = 3;  // Request, Send, other
@@ -81,6 +89,8 @@ class Metrics : public ExchangeMetricsSink {
   prometheus::Gauge* queue_messages_ = nullptr;
   prometheus::Gauge* queue_bytes_ = nullptr;
   std::array<prometheus::Counter*, kCodes> delivery_attempts_{};
+  std::array<prometheus::Histogram*, 2> audit_write_{};  // [0] failed, [1] ok
+  prometheus::Family<prometheus::Gauge>* peer_certificate_expiry_ = nullptr;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<PerType>> by_type_ ABSL_GUARDED_BY(mu_);
 };

@@ -73,6 +73,9 @@ absl::StatusOr<config::v1::GatewayConfig> LoadGatewayConfig(const std::string& p
   if (limits->max_payload_bytes() == 0) limits->set_max_payload_bytes(4 << 20);
   if (!limits->has_default_deadline()) limits->mutable_default_deadline()->set_seconds(30);
   if (!limits->has_max_deadline()) limits->mutable_max_deadline()->set_seconds(120);
+  if (!limits->has_handshake_timeout()) limits->mutable_handshake_timeout()->set_seconds(10);
+  if (limits->max_concurrent_streams() == 0) limits->set_max_concurrent_streams(100);
+  if (limits->max_metadata_bytes() == 0) limits->set_max_metadata_bytes(16 * 1024);
   if (!cfg.tls().has_refresh_interval()) cfg.mutable_tls()->mutable_refresh_interval()->set_seconds(5);
   return cfg;
 }

@@ -78,7 +78,21 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
       policy::LoadPolicy(gw->sources_, types);
   if (!snapshot.ok()) return snapshot.status();
   gw->policy_ = std::make_unique<policy::PolicyStore>(*std::move(snapshot));
+
+  // Prometheus metrics (gateway/observability): counted always, served when configured.
+  absl::StatusOr<std::unique_ptr<observability::Metrics>> metrics =
+      observability::Metrics::Start(config.metrics().listen());
+  if (!metrics.ok()) return metrics.status();
+  gw->metrics_ = *std::move(metrics);
+  const absl::Duration expiry_warning = config.tls().has_expiry_warning()
+                                            ? FromProto(config.tls().expiry_warning())
+                                            : absl::Hours(24 * 30);
+  // Expiry of the certificates organisations and endpoints present (once per certificate).
+  gw->peer_certificates_ =
+      std::make_unique<observability::PeerCertificateExpiry>(expiry_warning, gw->metrics_.get());
+
   gw->authenticator_ = std::make_unique<identity::PeerAuthenticator>();
+  gw->authenticator_->SetCertificateSink(gw->peer_certificates_.get());
   // Revocation while running: CRLs re-read every second, consulted at every handshake and on
   // every call (gateway/identity/crl_watcher.h).
   if (!config.tls().crl_directory().empty()) {
@@ -87,10 +101,15 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     if (!crls.ok()) return crls.status();
     gw->crls_ = *std::move(crls);
     gw->authenticator_->SetRevocation(gw->crls_.get());
+    // ...and the connections such a client already has are shut down
+    // (gateway/identity/connection_registry.h).
+    gw->connections_ = std::make_unique<identity::ConnectionRegistry>(gw->crls_.get());
+    gw->crls_->SetOnChange([registry = gw->connections_.get()] { registry->CloseRevoked(); });
   }
 
   // The tamper-evident audit log (and/or JSON lines), per the audit: section (gateway/audit).
-  absl::StatusOr<std::unique_ptr<audit::DecisionLog>> log = audit::OpenDecisionLog(config);
+  absl::StatusOr<std::unique_ptr<audit::DecisionLog>> log =
+      audit::OpenDecisionLog(config, gw->metrics_.get());
   if (!log.ok()) return log.status();
   gw->decision_log_ = *std::move(log);
   absl::StatusOr<std::unique_ptr<audit::AuditorService>> auditor =
@@ -98,18 +117,14 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   if (!auditor.ok()) return auditor.status();
   gw->auditor_ = *std::move(auditor);
 
+  forward::UpstreamIdentity upstream{config.upstream_tls().cert_file(),
+                                     config.upstream_tls().key_file(),
+                                     config.upstream_tls().ca_file()};
+  upstream.certificates = gw->peer_certificates_.get();
   absl::StatusOr<std::unique_ptr<forward::EndpointChannels>> endpoints =
-      forward::EndpointChannels::Create({config.upstream_tls().cert_file(),
-                                         config.upstream_tls().key_file(),
-                                         config.upstream_tls().ca_file()});
+      forward::EndpointChannels::Create(upstream);
   if (!endpoints.ok()) return endpoints.status();
   gw->endpoints_ = *std::move(endpoints);
-
-  // Prometheus metrics (gateway/observability): counted always, served when configured.
-  absl::StatusOr<std::unique_ptr<observability::Metrics>> metrics =
-      observability::Metrics::Start(config.metrics().listen());
-  if (!metrics.ok()) return metrics.status();
-  gw->metrics_ = *std::move(metrics);
 
   exchange::ExchangeOptions options;
   options.instance_id = config.instance_id();
@@ -177,7 +192,20 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
                                millis(config.max_connection_age_grace()));
   }
+  // Hostile or broken clients: a handshake that does not finish, a connection with many
+  // streams that never send, oversized headers — each bounded before it costs much.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             std::max(1, millis(config.limits().handshake_timeout())));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config.limits().max_concurrent_streams()));
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
+                             static_cast<int>(config.limits().max_metadata_bytes()));
   if (gw->auditor_) builder.RegisterService(gw->auditor_.get());  // read-only, role-checked
+  if (gw->connections_) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(gw->connections_->InterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   // Room for the envelope header around the largest payload; larger messages are refused by
   // gRPC itself with RESOURCE_EXHAUSTED before they are parsed.
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_payload_bytes()) + 64 * 1024);
@@ -186,21 +214,19 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   if (gw->server_ == nullptr || gw->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen()));
   }
+  if (gw->connections_) gw->connections_->SetListeningPort(gw->port_);
   if (gw->metrics_->port() != 0) {
     Log(LogLevel::kInfo, "metrics_listening",
         {{"listen", config.metrics().listen()}, {"port", absl::StrCat(gw->metrics_->port())}});
   }
   {
-    const absl::Duration warning = config.tls().has_expiry_warning()
-                                       ? FromProto(config.tls().expiry_warning())
-                                       : absl::Hours(24 * 30);
     gw->certificates_ = std::make_unique<observability::CertificateWatch>(
         std::vector<observability::WatchedCertificate>{
             {"server", config.tls().cert_file(), true},
             {"server_ca", config.tls().client_ca_file(), false},
             {"upstream", config.upstream_tls().cert_file(), false},
             {"upstream_ca", config.upstream_tls().ca_file(), false}},
-        warning, gw->metrics_.get());
+        expiry_warning, gw->metrics_.get());
     GatewayServer* self = gw.get();
     std::vector<observability::HealthProbe> probes;
     // Not a health condition: samples the queue gauges on the checker's tick (first, so it
@@ -210,6 +236,11 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
                           const store::StoreStats stats = self->meldingen_.store->Stats();
                           self->metrics_->SetQueue(stats.pending_messages, stats.pending_bytes);
                         }
+                        return absl::OkStatus();
+                      }});
+    // Not a health condition either: peers' certificate expiry gauges and warnings.
+    probes.push_back({"peer_certificate_metrics", [self] {
+                        self->peer_certificates_->Refresh(absl::Now());
                         return absl::OkStatus();
                       }});
     probes.push_back({"config", [self] {
@@ -274,16 +305,31 @@ void GatewayServer::WatchPolicy(absl::Duration interval) {
     // Files are compared by content (the version hash), so a touch without a change, or a
     // broken version already rejected, does not reload again.
     absl::StatusOr<std::string> version = policy::PolicyVersion(sources_);
-    if (!version.ok() || *version == policy_->Current()->version) continue;
+    if (!version.ok()) {
+      // A file deleted or unreadable under the running gateway: the policy in force stays,
+      // and the operator is told (once per distinct error), as for a broken version.
+      const std::string error(version.status().message());
+      absl::MutexLock lock(&reload_mu_);
+      if (error == last_unreadable_error_) continue;
+      last_unreadable_error_ = error;
+      Log(LogLevel::kError, "policy_reload_rejected",
+          {{"trigger", "file_change"},
+           {"error", error},
+           {"policy_version", policy_->Current()->version}});
+      metrics_->OnReload(false);
+      continue;
+    }
     {
       absl::MutexLock lock(&reload_mu_);
-      if (*version == last_rejected_version_) continue;
+      last_unreadable_error_.clear();
+      if (*version == policy_->Current()->version || *version == last_rejected_version_) continue;
     }
     ReloadPolicy("file_change").IgnoreError();
   }
 }
 
 GatewayServer::~GatewayServer() {
+  if (crls_) crls_->SetOnChange(nullptr);  // connections_ goes before crls_
   health_.reset();  // its thread sets the server's health status
   stop_watching_.Notify();
   if (watcher_.joinable()) watcher_.join();

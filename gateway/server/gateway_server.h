@@ -24,11 +24,13 @@
 #include "gateway/audit/decision_log.h"
 #include "gateway/exchange/exchange_service.h"
 #include "gateway/forward/endpoint_channels.h"
+#include "gateway/identity/connection_registry.h"
 #include "gateway/identity/crl_watcher.h"
 #include "gateway/identity/peer_identity.h"
 #include "gateway/observability/certificate_watch.h"
 #include "gateway/observability/health_monitor.h"
 #include "gateway/observability/metrics.h"
+#include "gateway/observability/peer_certificates.h"
 #include "gateway/policy/policy_store.h"
 #include "gateway/server/melding_wiring.h"
 #include "gateway/ratelimit/token_buckets.h"
@@ -69,13 +71,21 @@ class GatewayServer {
   policy::PolicySources sources_;
   absl::Mutex reload_mu_;
   std::string last_rejected_version_ ABSL_GUARDED_BY(reload_mu_);
+  // The error of the last policy version check that could not read the files (a file
+  // deleted or unreadable), so it is logged once, not at every watch interval.
+  std::string last_unreadable_error_ ABSL_GUARDED_BY(reload_mu_);
   absl::Notification stop_watching_;
   std::thread watcher_;
   std::unique_ptr<ratelimit::TokenBuckets> rate_limits_;
   std::unique_ptr<observability::Metrics> metrics_;  // before exchange_, which reports to it
   std::unique_ptr<observability::CertificateWatch> certificates_;
+  // Organisations' and endpoints' certificates seen (before authenticator_ and endpoints_,
+  // which report to it).
+  std::unique_ptr<observability::PeerCertificateExpiry> peer_certificates_;
   std::unique_ptr<policy::PolicyStore> policy_;
   std::unique_ptr<identity::CrlWatcher> crls_;  // only with tls.crl_directory
+  // Shuts down connections of revoked clients (with crls_; after it, before server_).
+  std::unique_ptr<identity::ConnectionRegistry> connections_;
   std::unique_ptr<identity::PeerAuthenticator> authenticator_;
   std::unique_ptr<audit::DecisionLog> decision_log_;
   std::unique_ptr<audit::AuditorService> auditor_;  // only with an audit: section

@@ -4,6 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gateway/common/ids.h"
 #include "gateway/common/log.h"
 #include "gateway/exchange/envelope_check.h"
@@ -26,13 +27,13 @@ std::string Sha256Hex(const std::string& bytes) {
       absl::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
-// The audit record of one delivery: who received which message, when, under which agreement.
-audit::v1::DecisionRecord DeliveryRecord(const MeldingDependencies& deps,
-                                         const store::MessageRecord& header,
-                                         const exchange::v1::Envelope& envelope,
-                                         const grpc::Status& outcome) {
+// The audit record of one event in a stored melding's delivery: who receives which message,
+// when, under which agreement. The caller sets event, reason and grpc_status.
+audit::v1::DecisionRecord DeliveryEventRecord(const MeldingDependencies& deps,
+                                              const store::MessageRecord& header,
+                                              const exchange::v1::Envelope& envelope,
+                                              absl::Time at) {
   audit::v1::DecisionRecord r;
-  const absl::Time at = outcome.ok() ? header.delivered_at : absl::Now();
   *r.mutable_time() =
       google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(at));
   r.set_instance_id(deps.instance_id);
@@ -50,6 +51,23 @@ audit::v1::DecisionRecord DeliveryRecord(const MeldingDependencies& deps,
   r.set_purpose(envelope.purpose());
   r.set_agreement_id(header.agreement_id);
   r.set_decision(audit::v1::DECISION_ALLOWED);
+  r.set_payload_sha256(Sha256Hex(envelope.payload().value()));
+  r.set_payload_bytes(static_cast<int64_t>(envelope.payload().value().size()));
+  r.set_latency_us(absl::ToInt64Microseconds(at - header.accepted_at));
+  if (deps.types != nullptr) {
+    deps.decision_log->AddDataSubjects(deps.types->FindMessageTypeByName(type),
+                                       envelope.payload().value(), &r);
+  }
+  return r;
+}
+
+// The record of one delivery attempt.
+audit::v1::DecisionRecord DeliveryRecord(const MeldingDependencies& deps,
+                                         const store::MessageRecord& header,
+                                         const exchange::v1::Envelope& envelope,
+                                         const grpc::Status& outcome) {
+  audit::v1::DecisionRecord r = DeliveryEventRecord(
+      deps, header, envelope, outcome.ok() ? header.delivered_at : absl::Now());
   if (outcome.ok()) {
     r.set_reason(absl::StrCat("delivered after ", header.attempts, " attempt(s)"));
     r.set_event("delivered");
@@ -59,14 +77,46 @@ audit::v1::DecisionRecord DeliveryRecord(const MeldingDependencies& deps,
     r.set_event("delivery_failed");
   }
   r.set_grpc_status(outcome.error_code());
-  r.set_payload_sha256(Sha256Hex(envelope.payload().value()));
-  r.set_payload_bytes(static_cast<int64_t>(envelope.payload().value().size()));
-  r.set_latency_us(absl::ToInt64Microseconds(at - header.accepted_at));
-  if (deps.types != nullptr) {
-    deps.decision_log->AddDataSubjects(deps.types->FindMessageTypeByName(type),
-                                       envelope.payload().value(), &r);
-  }
   return r;
+}
+
+// A Send's decision record and its store append are committed concurrently (melding_calls):
+// after a crash between the two, a stored message may lack its decision record. So before
+// delivery resumes, every message the scheduler claims from the store — recovered after a
+// restart, or taken over from a stopped replica — is put on record again ("resumed"); the
+// gateway does not start when that fails (fail closed), and later claims wait for it.
+absl::Status RecordResumed(const MeldingDependencies& deps,
+                           const std::vector<store::MessageRecord>& pending) {
+  if (deps.decision_log == nullptr || pending.empty()) return absl::OkStatus();
+  absl::Mutex mu;
+  size_t outstanding = pending.size();
+  absl::Status first_error;
+  const absl::Time now = absl::Now();
+  for (const store::MessageRecord& header : pending) {
+    exchange::v1::Envelope envelope;
+    if (!envelope.ParseFromString(header.envelope)) {
+      return absl::DataLossError(absl::StrCat("melding store: stored envelope of seq ",
+                                              header.seq, " does not parse"));
+    }
+    audit::v1::DecisionRecord r = DeliveryEventRecord(deps, header, envelope, now);
+    r.set_event("resumed");
+    r.set_reason(absl::StrCat("accepted earlier (before a restart, or by a gateway that "
+                              "stopped); delivery resumes after ", header.attempts,
+                              " attempt(s)"));
+    deps.decision_log->RecordAsync(r, [&](absl::Status s) {
+      absl::MutexLock lock(&mu);
+      if (!s.ok() && first_error.ok()) first_error = s;
+      --outstanding;
+    });
+  }
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](size_t* n) { return *n == 0; }, &outstanding));
+  if (!first_error.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot record the meldingen recovered from the store: ", first_error.message()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -80,12 +130,12 @@ absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
     store_options.max_pending_messages = config.max_pending_messages();
   }
   if (config.max_pending_bytes() > 0) store_options.max_pending_bytes = config.max_pending_bytes();
+  store_options.retain_final =
+      Or(config.retain_final(), config.has_retain_final(), store_options.retain_final);
   absl::StatusOr<std::unique_ptr<store::SqliteMessageStore>> opened =
       store::SqliteMessageStore::Open(store_options);
   if (!opened.ok()) return opened.status();
   out->store = *std::move(opened);
-  absl::StatusOr<std::vector<store::MessageRecord>> pending = out->store->LoadPending();
-  if (!pending.ok()) return pending.status();
 
   delivery::DeliveryOptions options;
   if (config.max_in_flight_per_recipient() > 0) {
@@ -121,8 +171,11 @@ absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
       deps.decision_log->RecordAsync(DeliveryRecord(deps, header, envelope, outcome), nullptr);
     });
   }
-  const size_t recovered = pending->size();
-  out->delivery->Start(*std::move(pending));
+  out->delivery->set_claim_hook([deps](const std::vector<store::MessageRecord>& claimed) {
+    return RecordResumed(deps, claimed);
+  });
+  if (absl::Status started = out->delivery->Start(); !started.ok()) return started;
+  const size_t recovered = out->delivery->pending();
   deps.exchange->AttachMeldingen(out->store.get(), out->delivery.get());
   Log(LogLevel::kInfo, "melding_store_open",
       {{"path", store_options.path}, {"pending", absl::StrCat(recovered)}});

@@ -76,11 +76,28 @@ class MessageStore {
   virtual void MarkDelivered(int64_t seq, absl::Time at, int attempts, Done done) = 0;
   virtual void MarkExpired(int64_t seq, int attempts, std::string last_error, Done done) = 0;
 
+  // Takes back an Append whose acceptance failed afterwards (its decision record could not be
+  // written): the message is removed as if never stored, so it is neither delivered nor
+  // answered as a duplicate. Only for a message not yet acknowledged to its sender nor given
+  // to delivery. No effect (still OK) when it is not pending.
+  virtual void Discard(int64_t seq, Done done) = 0;
+
   // The record of (sender, message_id) without its envelope; NOT_FOUND when there is none.
   virtual void Find(std::string sender, std::string message_id, FindDone done) = 0;
 
-  // At start, before any other call: every message still to deliver, in seq order.
-  virtual absl::StatusOr<std::vector<MessageRecord>> LoadPending() = 0;
+  // How delivery learns of the messages it must deliver besides those its own Sends append
+  // (which it is handed directly). Several gateway replicas may share one store (e.g.
+  // PostgreSQL): then each pending message has one owner at a time, the gateway delivering
+  // it; Append makes the appending gateway its owner, and a gateway that stops (crashes)
+  // loses its messages to the others once its lease lapses. ClaimWork() renews this
+  // gateway's lease and returns the messages it has newly become the owner of, with their
+  // envelopes, in seq order: at the first call (at start) every pending message it owns,
+  // later those taken over from a stopped gateway. Messages with the same order key (sender,
+  // recipient, correlation_id) must have the same owner, so their order holds across
+  // replicas. Called from the delivery scheduler's thread, at start and then periodically.
+  // A store used by one gateway only returns every pending message at the first call and
+  // nothing after.
+  virtual absl::StatusOr<std::vector<MessageRecord>> ClaimWork() = 0;
 
   virtual StoreStats Stats() const = 0;
 

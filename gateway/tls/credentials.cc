@@ -15,7 +15,8 @@ namespace {
 // Runs after gRPC verified the chain: the certificate must name the expected organisation.
 class OinVerifier : public grpc::experimental::ExternalCertificateVerifier {
  public:
-  explicit OinVerifier(std::string expected_oin) : expected_oin_(std::move(expected_oin)) {}
+  OinVerifier(std::string expected_oin, observability::PeerCertificateSink* certificates)
+      : expected_oin_(std::move(expected_oin)), certificates_(certificates) {}
 
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)> callback, grpc::Status* sync_status) override {
@@ -31,6 +32,10 @@ class OinVerifier : public grpc::experimental::ExternalCertificateVerifier {
                                                ", expected ", expected_oin_));
     } else {
       *sync_status = grpc::Status::OK;
+      if (certificates_ != nullptr) {
+        certificates_->OnPeerCertificate("endpoint", *oin,
+                                         absl::string_view(pem.data(), pem.size()));
+      }
     }
     return true;  // decided synchronously
   }
@@ -39,6 +44,7 @@ class OinVerifier : public grpc::experimental::ExternalCertificateVerifier {
 
  private:
   const std::string expected_oin_;
+  observability::PeerCertificateSink* const certificates_;
 };
 
 // Server side, after gRPC verified the client's chain: a certificate that a CRL loaded by
@@ -108,7 +114,7 @@ std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
 
 std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
     std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider,
-    const std::string& expected_server_oin) {
+    const std::string& expected_server_oin, observability::PeerCertificateSink* certificates) {
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(std::move(provider));
   options.watch_root_certs();
@@ -116,7 +122,8 @@ std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
   options.set_verify_server_certs(true);
   // Identity is the OIN, not the host name: parties are registered by address and OIN.
   options.set_certificate_verifier(
-      grpc::experimental::ExternalCertificateVerifier::Create<OinVerifier>(expected_server_oin));
+      grpc::experimental::ExternalCertificateVerifier::Create<OinVerifier>(expected_server_oin,
+                                                                          certificates));
   options.set_check_call_host(false);
   return grpc::experimental::TlsCredentials(options);
 }

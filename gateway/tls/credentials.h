@@ -6,6 +6,8 @@
 // connection) and re-read their files every refresh interval (rotation without restart);
 // channel credentials present a client certificate, verify the server's chain against the
 // given roots, and accept the server only when its certificate carries the expected OIN.
+// With a PeerCertificateSink, each accepted server certificate is reported to it (role
+// "endpoint", once per handshake) for its expiry (gateway/observability/peer_certificates).
 #ifndef KNOOPPUNT_GATEWAY_TLS_CREDENTIALS_H_
 #define KNOOPPUNT_GATEWAY_TLS_CREDENTIALS_H_
 
@@ -14,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "gateway/observability/metrics_sink.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
 
@@ -49,9 +52,12 @@ std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
     const std::string& expected_server_oin);
 
 // The same, from a certificate provider (e.g. WatchCertificateFiles, shared by many channels).
+// `certificates` (optional, not owned, must outlive the credentials) is told every server
+// certificate accepted.
 std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
     std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider,
-    const std::string& expected_server_oin);
+    const std::string& expected_server_oin,
+    observability::PeerCertificateSink* certificates = nullptr);
 
 // Key, certificate chain and trust roots re-read from their files every `refresh_interval`
 // (rotation without restart: handshakes after a change use the new files). The files are not

@@ -16,6 +16,7 @@
 #include "gemeente/verhuizen/v1/verhuizen.pb.h"
 #include "gemeente/zaken/v1/zaken.pb.h"
 #include "gtest/gtest.h"
+#include "tests/testing/small_filesystem.h"
 #include "tests/audit/audit_test_util.h"
 
 namespace knooppunt::audit {
@@ -83,6 +84,34 @@ TEST_F(AuditLogTest, TimedCheckpointSignsAnIdleTail) {
   EXPECT_EQ(r.checkpoints, 1);
   EXPECT_EQ(r.unsigned_tail, 0);
   (*log)->Close();
+}
+
+// Records nobody waits for (outcomes, denials, deliveries) do not start a commit of their own:
+// they go with the next record somebody waits for — so a waited-for decision never queues
+// behind a commit of best-effort records — and, when none comes, after lazy_commit_delay.
+TEST_F(AuditLogTest, BestEffortRecordsRideWithTheNextWaitedForRecord) {
+  AuditLogOptions o = keys_.Options();
+  o.lazy_commit_delay = absl::Seconds(30);  // far beyond this test's waits
+  absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(o);
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (int i = 1; i <= 3; ++i) (*log)->RecordAsync(MakeRecord(i), nullptr);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ((*log)->committed(), 0) << "best-effort records committed on their own";
+  ASSERT_TRUE((*log)->Record(MakeRecord(4)).ok());  // somebody waits: one commit for all four
+  EXPECT_EQ((*log)->committed(), 4);
+  (*log)->Close();
+  VerifyResult r = Verify();
+  EXPECT_TRUE(r.intact) << r.problem;
+  EXPECT_EQ(r.records, 4);
+
+  // Alone, they are committed after the delay.
+  o.lazy_commit_delay = absl::Milliseconds(50);
+  log = AuditLog::Open(o);
+  ASSERT_TRUE(log.ok()) << log.status();
+  (*log)->RecordAsync(MakeRecord(5), nullptr);
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  while ((*log)->committed() < 5 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ((*log)->committed(), 5);
 }
 
 TEST_F(AuditLogTest, SigningKeyRotationVerifiesWithBothPublicKeys) {
@@ -456,17 +485,9 @@ TEST_F(AuditLogTest, GroupCommitUnderConcurrency) {
 // A real small file system (loop-mounted ext4 image), when this machine allows mounting: the
 // disk fills up, and then is remounted read-only under the running log.
 TEST_F(AuditLogTest, RealSmallFileSystemFullThenReadOnly) {
-  const std::string image = keys_.dir + "/fs.img";
-  const std::string mnt = keys_.dir + "/mnt";
-  std::filesystem::create_directories(mnt);
-  const std::string mk = absl::StrCat("truncate -s 4M ", image, " && mkfs.ext4 -q -F ", image,
-                                      " >/dev/null 2>&1 && mount -o loop ", image, " ", mnt,
-                                      " >/dev/null 2>&1");
-  if (std::system(mk.c_str()) != 0) GTEST_SKIP() << "cannot loop-mount here (not root or no loop device)";
-  struct Unmount {
-    std::string mnt;
-    ~Unmount() { std::system(absl::StrCat("umount ", mnt, " >/dev/null 2>&1").c_str()); }
-  } unmount{mnt};
+  auto fs = knooppunt::testing::SmallFileSystem::Mount(keys_.dir, 4);
+  if (fs == nullptr) GTEST_SKIP() << "cannot loop-mount here (not root or no loop device)";
+  const std::string mnt = fs->path();
   AuditLogOptions o = keys_.Options();
   o.db_path = mnt + "/audit.db";
   {
@@ -485,7 +506,7 @@ TEST_F(AuditLogTest, RealSmallFileSystemFullThenReadOnly) {
   }
   // Read-only: the file system is remounted read-only (as ext4 does on errors=remount-ro);
   // the log either refuses to open or refuses every record.
-  ASSERT_EQ(std::system(absl::StrCat("mount -o remount,ro ", mnt).c_str()), 0);
+  ASSERT_TRUE(fs->RemountReadOnly());
   absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(o);
   if (log.ok()) {
     absl::Status s = (*log)->Record(MakeRecord(2));

@@ -188,6 +188,13 @@ TEST(YamlProtoTest, MoreThanOneDocumentIsAnError) {
             "cfg.yaml:3:1: expected a single YAML document, found 2");
 }
 
+// yaml-cpp 0.7 loops forever (allocating) on these; found by tests/fuzz/policy_fuzz.
+TEST(YamlProtoTest, DocumentStartingWithAStrayTokenIsAnErrorNotAHang) {
+  EXPECT_EQ(ErrorOf(","), "cfg.yaml:1:1: invalid YAML: unexpected token at the start of a document");
+  EXPECT_EQ(ErrorOf("# registry\n, name: a\n"),
+            "cfg.yaml:2:1: invalid YAML: unexpected token at the start of a document");
+}
+
 TEST(YamlProtoTest, NullMessageValueGivesEmptyMessage) {
   const Config c = MustParse("endpoint:\ntree: ~\nscalars: {}\ntags:\nlabels:\n");
   EXPECT_TRUE(c.has_endpoint());

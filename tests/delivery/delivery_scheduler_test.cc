@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <string>
@@ -79,7 +80,7 @@ class DeliverySchedulerTest : public ::testing::Test {
   void StartScheduler(DeliveryOptions options) {
     scheduler_ = std::make_unique<DeliveryScheduler>(
         store_.get(), nullptr, [](const std::string&) { return Route{}; }, options);
-    scheduler_->Start({});
+    ASSERT_TRUE(scheduler_->Start().ok());
   }
 
   static std::string Id(int i) { return absl::StrFormat("00000000-0000-4000-8000-%012d", i); }
@@ -87,6 +88,26 @@ class DeliverySchedulerTest : public ::testing::Test {
   // Stores a message and hands it to the scheduler, as the Send path does.
   MessageRecord Accept(int i, const std::string& correlation = "",
                        absl::Duration window = absl::Hours(1)) {
+    MessageRecord r = Store(i, correlation, window);
+    Envelope e;
+    EXPECT_TRUE(e.ParseFromString(r.envelope));
+    scheduler_->Enqueue(r, std::make_shared<Envelope>(e));
+    return r;
+  }
+
+  // A message in the store that this scheduler was not handed (with its envelope), as one
+  // accepted by another replica.
+  MessageRecord AcceptedElsewhere(int i) { return Store(i, "", absl::Hours(1)); }
+
+  void ReopenStore() {
+    store_->Close();
+    store_.reset();
+    auto s = store::SqliteMessageStore::Open({dir_ + "/m.db"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+  }
+
+  MessageRecord Store(int i, const std::string& correlation, absl::Duration window) {
     Envelope e;
     e.set_message_id(Id(i));
     e.set_sender(kSender);
@@ -106,7 +127,8 @@ class DeliverySchedulerTest : public ::testing::Test {
     store_->Append(r, [&p](absl::StatusOr<store::AppendResult> res) { p.set_value(std::move(res)); });
     auto res = p.get_future().get();
     EXPECT_TRUE(res.ok()) << res.status();
-    scheduler_->Enqueue(res->record, std::make_shared<Envelope>(e));
+    if (!res.ok()) return r;
+    res->record.envelope = r.envelope;  // the store hands back the header only
     return res->record;
   }
 
@@ -249,16 +271,118 @@ TEST_F(DeliverySchedulerTest, RecoveredMessagesAreDeliveredAfterRestart) {
   Accept(2);
   scheduler_->Stop();
   scheduler_.reset();
-  auto pending = store_->LoadPending();
-  ASSERT_TRUE(pending.ok());
-  ASSERT_EQ(pending->size(), 2u);
+  ReopenStore();  // as after a restart
+  std::vector<std::string> hooked;
   scheduler_ = std::make_unique<DeliveryScheduler>(
       store_.get(), nullptr, [](const std::string&) { return Route{}; }, DeliveryOptions{});
-  scheduler_->Start(*std::move(pending));
+  scheduler_->set_claim_hook([&hooked](const std::vector<MessageRecord>& claimed) {
+    for (const MessageRecord& r : claimed) hooked.push_back(r.message_id);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(scheduler_->Start().ok());
+  EXPECT_EQ(hooked, (std::vector<std::string>{Id(1), Id(2)}));  // on record before delivery
   FakeConsumer consumer;
   scheduler_->AddConsumer(kRecipient, &consumer, 0);
   EXPECT_EQ(consumer.WaitFor(2), (std::vector<std::string>{Id(1), Id(2)}));
   scheduler_->RemoveConsumer(kRecipient, &consumer);
+}
+
+TEST_F(DeliverySchedulerTest, DoesNotStartWhenClaimedWorkCannotBePutOnRecord) {
+  StartScheduler({});
+  Accept(1);
+  scheduler_->Stop();
+  scheduler_.reset();
+  ReopenStore();
+  scheduler_ = std::make_unique<DeliveryScheduler>(
+      store_.get(), nullptr, [](const std::string&) { return Route{}; }, DeliveryOptions{});
+  scheduler_->set_claim_hook([](const std::vector<MessageRecord>&) {
+    return absl::UnavailableError("audit log full");
+  });
+  EXPECT_EQ(scheduler_->Start().code(), absl::StatusCode::kUnavailable);
+  scheduler_.reset();
+}
+
+// A store shared by replicas hands this gateway more work later (ClaimWork): messages taken
+// over from a stopped replica. The scheduler asks every claim_interval, puts them on record
+// (retrying while that fails), then delivers them.
+class SharedStore final : public store::MessageStore {
+ public:
+  explicit SharedStore(store::MessageStore* local) : local_(local) {}
+  void TakeOver(MessageRecord r) {
+    absl::MutexLock lock(&mu_);
+    taken_over_.push_back(std::move(r));
+  }
+  void Append(MessageRecord r, AppendDone d) override { local_->Append(std::move(r), std::move(d)); }
+  void RecordAttempt(int64_t seq, int n, std::string e, Done d) override {
+    local_->RecordAttempt(seq, n, std::move(e), std::move(d));
+  }
+  void MarkDelivered(int64_t seq, absl::Time at, int n, Done d) override {
+    local_->MarkDelivered(seq, at, n, std::move(d));
+  }
+  void MarkExpired(int64_t seq, int n, std::string e, Done d) override {
+    local_->MarkExpired(seq, n, std::move(e), std::move(d));
+  }
+  void Discard(int64_t seq, Done d) override { local_->Discard(seq, std::move(d)); }
+  void Find(std::string s, std::string id, FindDone d) override {
+    local_->Find(std::move(s), std::move(id), std::move(d));
+  }
+  absl::StatusOr<std::vector<MessageRecord>> ClaimWork() override {
+    absl::StatusOr<std::vector<MessageRecord>> mine = local_->ClaimWork();
+    if (!mine.ok()) return mine;
+    absl::MutexLock lock(&mu_);
+    for (MessageRecord& r : taken_over_) mine->push_back(std::move(r));
+    taken_over_.clear();
+    ++claims_;
+    return mine;
+  }
+  store::StoreStats Stats() const override { return local_->Stats(); }
+  void Close() override { local_->Close(); }
+  int claims() const {
+    absl::MutexLock lock(&mu_);
+    return claims_;
+  }
+
+ private:
+  store::MessageStore* const local_;
+  mutable absl::Mutex mu_;
+  std::vector<MessageRecord> taken_over_ ABSL_GUARDED_BY(mu_);
+  int claims_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST_F(DeliverySchedulerTest, WorkTakenOverFromAStoppedReplicaIsRecordedThenDelivered) {
+  SharedStore shared(store_.get());
+  DeliveryOptions options;
+  options.claim_interval = absl::Milliseconds(20);
+  std::atomic<int> hook_calls{0};
+  absl::Mutex mu;
+  std::vector<std::string> recorded;
+  scheduler_ = std::make_unique<DeliveryScheduler>(
+      &shared, nullptr, [](const std::string&) { return Route{}; }, options);
+  scheduler_->set_claim_hook([&](const std::vector<MessageRecord>& claimed) {
+    // The first attempt at recording the taken-over message fails (audit unavailable).
+    if (hook_calls++ == 0) return absl::UnavailableError("audit unavailable");
+    absl::MutexLock lock(&mu);
+    for (const MessageRecord& r : claimed) recorded.push_back(r.message_id);
+    return absl::OkStatus();
+  });
+  // Nothing pending at start: the hook is not called for an empty claim.
+  ASSERT_TRUE(scheduler_->Start().ok());
+  EXPECT_EQ(hook_calls.load(), 0);
+
+  // Another replica accepted message 7 and stopped; the store moves it to this gateway.
+  MessageRecord other = AcceptedElsewhere(7);
+  shared.TakeOver(other);
+  FakeConsumer consumer;
+  scheduler_->AddConsumer(kRecipient, &consumer, 0);
+  EXPECT_EQ(consumer.WaitFor(1), (std::vector<std::string>{Id(7)}));
+  EXPECT_GE(hook_calls.load(), 2);  // failed once, then recorded
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(recorded, (std::vector<std::string>{Id(7)}));
+  }
+  scheduler_->RemoveConsumer(kRecipient, &consumer);
+  scheduler_->Stop();
+  scheduler_.reset();
 }
 
 }  // namespace

@@ -172,6 +172,8 @@ void FederationTest::SetUpTestSuite() {
   files.max_payload_bytes = kFederationMaxPayloadBytes;
   files.default_deadline = "5s";
   files.max_deadline = "10s";
+  files.handshake_timeout = std::string(kFederationHandshakeTimeout);
+  files.max_concurrent_streams = kFederationMaxConcurrentStreams;
   files.check_crl = true;
   absl::StatusOr<std::unique_ptr<GatewayProcess>> gateway = GatewayProcess::Start(files);
   if (!gateway.ok()) {

@@ -19,7 +19,7 @@
 //
 // Every agreement lets all fields pass (fields / reply_fields: all: true), so payloads reach
 // the endpoint unchanged. Limits: max_payload_bytes 1024, default deadline 5s, max deadline
-// 10s; CRLs checked.
+// 10s, handshake timeout 3s, 16 concurrent streams per connection; CRLs checked.
 //
 // One gateway per test suite (SetUpTestSuite). After every test, TearDown checks that the
 // gateway is still running and still serves an allowed bevraging.
@@ -45,6 +45,8 @@ namespace knooppunt::testing {
 inline constexpr absl::string_view kMirrorRegisterOin = "00000099200000000002";
 inline constexpr absl::string_view kClosedRegisterOin = "00000099200000000003";
 inline constexpr uint32_t kFederationMaxPayloadBytes = 1024;
+inline constexpr absl::string_view kFederationHandshakeTimeout = "3s";
+inline constexpr uint32_t kFederationMaxConcurrentStreams = 16;
 // A BSN that passes the 11-proef; it must never show up in the decision log.
 inline constexpr absl::string_view kTestBsn = "999993653";
 

@@ -37,6 +37,7 @@ class MeldingGateway {
   int port() const { return port_; }
   std::string address() const;
   const std::string& dir() const { return dir_; }
+  pid_t pid() const { return pid_; }  // -1 when not running
   std::string Stderr() const;
 
  private:

@@ -1,13 +1,18 @@
 // Meldingen end to end: the real gateway binary, a real SQLite file in a temp dir, real
 // mutual TLS to an in-process Deliver endpoint. Waits are polls with generous bounds, never
 // fixed sleeps that a loaded machine could outrun.
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/audit/audit_crypto.h"
 #include "gemeente/brp/v1/brp.pb.h"
 #include "gateway/client/envelope.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/melding/melding_fixture.h"
 #include "tests/testing/test_pki.h"
@@ -340,6 +345,72 @@ TEST(Melding, FullStoreAnswersResourceExhaustedAndKeepsWhatItAccepted) {
     ASSERT_TRUE(st.ok());
     EXPECT_EQ(st->state(), exchange::v1::DELIVERY_STATE_ACCEPTED);
   }
+}
+
+// A second gateway pointed at a melding store another gateway holds (the file is locked):
+// it does not start, and says which file and why; the first one serves on.
+TEST(Melding, StoreFileHeldByAnotherGatewayIsAClearStartupError) {
+  const std::string dir = std::filesystem::temp_directory_path() /
+                          absl::StrCat("kp-melding-locked-", getpid());
+  std::filesystem::create_directories(dir);
+  const std::string store = dir + "/shared-meldingen.db";
+  const std::string extra = absl::StrCat("  store_path: ", store, "\n");
+  auto first = StartGateway(Files("", "5d", extra));
+  ASSERT_NE(first, nullptr);
+  MeldingGateway second(Files("", "5d", extra));
+  EXPECT_FALSE(second.Start(absl::Seconds(30)));
+  EXPECT_THAT(second.Stderr(), ::testing::HasSubstr(store));
+  EXPECT_THAT(second.Stderr(), ::testing::HasSubstr("locked"));
+  auto verhuizen = ExchangeStubFor(first->address(), "verhuizen");
+  Receipt r;
+  EXPECT_TRUE(SendMelding(*verhuizen, Verhuismelding("gemeente:0479"), &r).ok());
+  first.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// The decision record and the store append of a Send are committed concurrently: when the
+// record cannot be written (the audit database reached max_db_bytes), the Send is refused
+// with UNAVAILABLE and the message, although the store had it, is taken back — never
+// delivered, unknown to GetStatus, and its id free for the sender's retry.
+TEST(Melding, SendWhoseDecisionCannotBeRecordedIsRefusedAndNeverDelivered) {
+  auto groningen = DeliverEndpoint::Start("groningen");
+  ASSERT_NE(groningen, nullptr);
+  const std::string keys = std::filesystem::temp_directory_path() /
+                           absl::StrCat("kp-melding-audit-", getpid());
+  std::filesystem::create_directories(keys);
+  ASSERT_TRUE(audit::GenerateKeys(keys + "/hmac.key", keys + "/sign.key", keys + "/sign.pub").ok());
+  GatewayConfigFiles files = Files(groningen->address(), "5d", "");
+  absl::StrAppend(&files.extra_gateway_yaml, "audit:\n  db_path: ", keys, "/audit.db\n",
+                  "  hmac_key_file: ", keys, "/hmac.key\n  signing_key_file: ", keys,
+                  "/sign.key\n  max_db_bytes: 65536\n");
+  auto gw = StartGateway(files);
+  ASSERT_NE(gw, nullptr);
+  auto verhuizen = ExchangeStubFor(gw->address(), "verhuizen");
+
+  std::vector<std::string> acknowledged;
+  Envelope refused;
+  for (int i = 0; i < 5000 && refused.message_id().empty(); ++i) {
+    Envelope e = Verhuismelding("gemeente:0014");
+    Receipt r;
+    grpc::Status s = SendMelding(*verhuizen, e, &r);
+    if (s.ok()) {
+      acknowledged.push_back(e.message_id());
+    } else {
+      ASSERT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+      refused = e;
+    }
+  }
+  ASSERT_FALSE(refused.message_id().empty()) << "the audit database never filled up";
+  ASSERT_FALSE(acknowledged.empty());
+
+  EXPECT_TRUE(groningen->WaitForIds(acknowledged, absl::Seconds(60)));
+  auto status = GetStatus(*verhuizen, refused.message_id());
+  EXPECT_EQ(status.status().code(), absl::StatusCode::kNotFound) << status.status();
+  // Delivery of everything acknowledged is done; the refused one never went out.
+  for (const auto& d : groningen->delivered()) {
+    EXPECT_NE(d.envelope.message_id(), refused.message_id());
+  }
+  std::filesystem::remove_all(keys);
 }
 
 }  // namespace

@@ -22,14 +22,18 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gateway/client/envelope.h"
+#include "gateway/audit/audit_crypto.h"
 #include "gateway/observability/certificate_watch.h"
+#include "gateway/observability/peer_certificates.h"
 #include "gateway/tls/credentials.h"
+#include "gemeente/brp/v1/brp.pb.h"
 #include "gemeente/verhuizen/v1/verhuizen.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "tests/testing/gateway_harness.h"
+#include "tests/testing/test_endpoint.h"
 #include "tests/testing/test_pki.h"
 
 namespace knooppunt::testing {
@@ -260,6 +264,146 @@ TEST(Observability, MetricsCountRequestsReloadsAndCertificateExpiry) {
     text = ScrapeMetrics(port);
   }
   EXPECT_EQ(Sample(text, "knooppunt_melding_queue_messages", {}), 1.0) << text;
+}
+
+// Polls (bounded) the metrics until `done(text)` holds; returns the last scrape.
+template <typename Done>
+std::string ScrapeUntil(int port, Done done) {
+  std::string text;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    text = ScrapeMetrics(port);
+    if (done(text)) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return text;
+}
+
+TEST(Observability, MetricsShowPeerCertificateExpiryAndAuditWriteLatency) {
+  absl::StatusOr<std::unique_ptr<TestEndpoint>> brp = TestEndpoint::Start("brp");
+  ASSERT_TRUE(brp.ok()) << brp.status();
+  const std::string keys = std::filesystem::temp_directory_path() /
+                           absl::StrCat("kp-obs-keys-", getpid());
+  std::filesystem::create_directories(keys);
+  ASSERT_TRUE(audit::GenerateKeys(keys + "/hmac.key", keys + "/sign.key", keys + "/sign.pub").ok());
+  GatewayConfigFiles files;
+  files.registry_yaml = DefaultRegistryYaml((*brp)->address());
+  files.agreement_files["brp.yaml"] = absl::StrCat(
+      "agreements:\n"
+      "  - id: brp-bevragen-afnemers\n"
+      "    message_type: gemeente.brp.v1.PersoonVraag\n"
+      "    reply_type: gemeente.brp.v1.Persoon\n"
+      "    mode: bevraging\n"
+      "    fields: {all: true}\n"
+      "    reply_fields: {all: true}\n"
+      "    from: [group:brp-afnemers]\n"
+      "    to: [\"", kBrpOin, "\"]\n"
+      "    purposes: [BRP-bevraging]\n");
+  files.extra_gateway_yaml = absl::StrCat("metrics:\n  listen: 127.0.0.1:0\n", "audit:\n  db_path: ",
+                                          keys, "/audit.db\n  hmac_key_file: ", keys,
+                                          "/hmac.key\n  signing_key_file: ", keys, "/sign.key\n");
+  auto gw = GatewayProcess::Start(files);
+  ASSERT_TRUE(gw.ok()) << gw.status();
+  const int port = MetricsPort(**gw);
+  ASSERT_NE(port, 0) << (*gw)->StderrText();
+
+  // One bevraging: Groningen's certificate is seen at authentication, BRP's at the forward
+  // leg's handshake, and the decision is written to the audit log.
+  {
+    auto stub = ExchangeStubFor((*gw)->address(), "groningen");
+    gemeente::brp::v1::PersoonVraag q;
+    q.set_bsn("999993653");
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    exchange::v1::Envelope reply;
+    grpc::Status s = stub->Request(
+        &context,
+        client::NewEnvelope(std::string(kGroningenOin), std::string(kBrpOin), "BRP-bevraging", q),
+        &reply);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  const std::string organisation = absl::StrCat("oin=\"", kGroningenOin, "\"");
+  const std::string endpoint = absl::StrCat("oin=\"", kBrpOin, "\"");
+  const std::string text = ScrapeUntil(port, [&](const std::string& t) {
+    return Sample(t, "knooppunt_peer_certificate_expiry_seconds",
+                  {"role=\"organisation\"", organisation})
+               .has_value() &&
+           Sample(t, "knooppunt_peer_certificate_expiry_seconds", {"role=\"endpoint\"", endpoint})
+               .has_value() &&
+           Sample(t, "knooppunt_audit_write_seconds_count", {"result=\"ok\""}).value_or(0) >= 1;
+  });
+  std::error_code ec;
+  std::filesystem::remove_all(keys, ec);
+
+  // Seconds until the certificates the parties presented expire (as the files say, give or
+  // take the time between the gauge's refresh and now).
+  const auto seconds_left = [](absl::string_view stem) {
+    absl::StatusOr<absl::Time> t =
+        observability::EarliestCertificateExpiry(PkiPath(absl::StrCat(stem, ".crt")));
+    return t.ok() ? absl::ToDoubleSeconds(*t - absl::Now()) : -1.0;
+  };
+  std::optional<double> org = Sample(text, "knooppunt_peer_certificate_expiry_seconds",
+                                     {"role=\"organisation\"", organisation});
+  ASSERT_TRUE(org.has_value()) << text;
+  EXPECT_GT(*org, 24 * 3600.0);
+  EXPECT_NEAR(*org, seconds_left("groningen"), 120.0);
+  std::optional<double> ep = Sample(text, "knooppunt_peer_certificate_expiry_seconds",
+                                    {"role=\"endpoint\"", endpoint});
+  ASSERT_TRUE(ep.has_value()) << text;
+  EXPECT_GT(*ep, 24 * 3600.0);
+  EXPECT_NEAR(*ep, seconds_left("brp"), 120.0);
+  // Audit write latency: at least the decision record, durable, in a sane time.
+  const double count = Sample(text, "knooppunt_audit_write_seconds_count", {"result=\"ok\""}).value_or(0);
+  const double sum = Sample(text, "knooppunt_audit_write_seconds_sum", {"result=\"ok\""}).value_or(-1);
+  EXPECT_GE(count, 1) << text;
+  EXPECT_GT(sum, 0) << text;
+  EXPECT_LT(sum / std::max(count, 1.0), 10.0) << text;
+  EXPECT_EQ(Sample(text, "knooppunt_audit_write_seconds_count", {"result=\"failed\""}), 0.0) << text;
+}
+
+TEST(PeerCertificateExpiry, KeepsTheLatestCertificatePerPeerAndWarnsOncePerCertificate) {
+  auto metrics = observability::Metrics::Start("127.0.0.1:0");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  const absl::StatusOr<absl::Time> current = observability::EarliestCertificateExpiry(PkiPath("groningen.crt"));
+  const absl::StatusOr<absl::Time> expired = observability::EarliestCertificateExpiry(PkiPath("expired.crt"));
+  ASSERT_TRUE(current.ok() && expired.ok());
+  ASSERT_LT(*expired, *current);
+
+  // A window longer than any dev certificate lives: the certificate in use is within it.
+  observability::PeerCertificateExpiry peers(absl::Hours(24 * 365 * 200), metrics->get());
+  const std::string oin(kGroningenOin);
+  peers.OnPeerCertificate("organisation", oin, ReadPkiFile("expired.crt"));
+  EXPECT_EQ(peers.NotAfter("organisation", oin), *expired);
+  // Renewed: the later certificate counts, and an older one seen again does not undo that.
+  peers.OnPeerCertificate("organisation", oin, ReadPkiFile("groningen.crt"));
+  peers.OnPeerCertificate("organisation", oin, ReadPkiFile("expired.crt"));
+  EXPECT_EQ(peers.NotAfter("organisation", oin), *current);
+  EXPECT_EQ(peers.NotAfter("endpoint", oin), absl::InfinitePast());
+  peers.OnPeerCertificate("organisation", oin, "not a certificate");  // ignored
+  EXPECT_EQ(peers.NotAfter("organisation", oin), *current);
+
+  const absl::Time now = absl::Now();
+  ::testing::internal::CaptureStderr();
+  peers.Refresh(now);
+  peers.Refresh(now + absl::Seconds(1));  // the same certificate: not logged again
+  peers.Refresh(*current + absl::Seconds(1));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    if (absl::StrContains(line, "peer_certificate_")) lines.emplace_back(line);
+  }
+  ASSERT_EQ(lines.size(), 2u) << log;
+  EXPECT_TRUE(absl::StrContains(lines[0], "\"peer_certificate_expiring\"")) << lines[0];
+  EXPECT_TRUE(absl::StrContains(lines[0], "\"warning\"")) << lines[0];
+  EXPECT_TRUE(absl::StrContains(lines[0], oin)) << lines[0];
+  EXPECT_TRUE(absl::StrContains(lines[1], "\"peer_certificate_expired\"")) << lines[1];
+
+  // The gauge, as scraped: negative now that (in the last refresh) it has expired.
+  const std::string text = ScrapeMetrics((*metrics)->port());
+  std::optional<double> gauge = Sample(text, "knooppunt_peer_certificate_expiry_seconds",
+                                       {"role=\"organisation\"", absl::StrCat("oin=\"", oin, "\"")});
+  ASSERT_TRUE(gauge.has_value()) << text;
+  EXPECT_DOUBLE_EQ(*gauge, -1.0);
 }
 
 TEST(CertificateWatch, ReadsExpiryAndFailsOnlyForARequiredBrokenFile) {

@@ -327,6 +327,29 @@ TEST_F(ReloadTest, BrokenReloadIsRejectedWithFileAndLineAndTheOldPolicyStays) {
   EXPECT_EQ(p.geboorte().plaats(), "Amsterdam");
 }
 
+// A configuration file deleted under the running gateway (here the registry): the reload is
+// rejected naming the file, the policy in force stays, calls go on; when the file is back,
+// the next change reloads.
+TEST_F(ReloadTest, DeletedConfigFileIsRejectedAndTheOldPolicyStays) {
+  StartGateway(BrpAgreement("bsn, naam"), "policy_watch_interval: 50ms\n");
+  auto stub = ExchangeStubFor(gw_->address(), "groningen");
+  const std::string registry = gw_->FilePath("registry.yaml");
+  const std::string saved = ReadFileOrDie(registry);
+  ASSERT_TRUE(std::filesystem::remove(registry));
+  ASSERT_TRUE(WaitForLog(*gw_, "\"event\":\"policy_reload_rejected\"", 1)) << gw_->StderrText();
+  EXPECT_THAT(gw_->StderrText(), HasSubstr(registry));
+  gemeente::brp::v1::Persoon p;
+  ASSERT_TRUE(Ask(*stub, kGroningenOin, kBsn, &p).ok());
+  EXPECT_EQ(p.naam().geslachtsnaam(), "Berg");
+  // Back, with a changed agreement: reloaded.
+  ReplaceFile(registry, saved);
+  ReplaceFile(AgreementPath(), BrpAgreement("bsn, geboorte"));
+  ASSERT_TRUE(WaitForLog(*gw_, "\"event\":\"policy_reloaded\"", 1)) << gw_->StderrText();
+  p.Clear();
+  ASSERT_TRUE(Ask(*stub, kGroningenOin, kBsn, &p).ok());
+  EXPECT_FALSE(p.has_naam());
+}
+
 TEST_F(ReloadTest, RateLimitPerSenderGivesRetryInfo) {
   // 0.1/s: the next token is 10 s away, far longer than this test's three requests take.
   StartGateway(BrpAgreement("bsn", "    rate: {per_second: 0.1, burst: 2, per: sender}\n"), "");

@@ -6,13 +6,17 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/small_filesystem.h"
 
 namespace knooppunt::store {
 namespace {
@@ -143,7 +147,7 @@ TEST(SqliteMessageStore, FinalStatesLeavePendingAndKeepTheHeader) {
   auto a = AppendSync(**store, Record(kId1));
   auto b = AppendSync(**store, Record(kId2));
   ASSERT_TRUE(a.ok() && b.ok());
-  MessageStore& s = **store;
+  SqliteMessageStore& s = **store;
   const absl::Time at = absl::FromUnixSeconds(1790000100);
   ASSERT_TRUE(DoneSync([&](MessageStore::Done d) { s.RecordAttempt(a->record.seq, 1, "refused", std::move(d)); }).ok());
   ASSERT_TRUE(DoneSync([&](MessageStore::Done d) { s.MarkDelivered(a->record.seq, at, 2, std::move(d)); }).ok());
@@ -166,6 +170,139 @@ TEST(SqliteMessageStore, FinalStatesLeavePendingAndKeepTheHeader) {
   auto pending = s.LoadPending();
   ASSERT_TRUE(pending.ok());
   EXPECT_TRUE(pending->empty());
+}
+
+TEST(SqliteMessageStore, DiscardTakesBackAnAppendAsIfNeverStored) {
+  TempDir dir;
+  auto store = SqliteMessageStore::Open({dir.File("m.db")});
+  ASSERT_TRUE(store.ok());
+  SqliteMessageStore& s = **store;
+  auto a = AppendSync(s, Record(kId1));
+  auto b = AppendSync(s, Record(kId2));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(s.Stats().pending_messages, 2u);
+  ASSERT_TRUE(DoneSync([&](MessageStore::Done d) { s.Discard(a->record.seq, std::move(d)); }).ok());
+
+  EXPECT_TRUE(absl::IsNotFound(FindSync(s, "00000099100000000001", kId1).status()));
+  EXPECT_EQ(s.Stats().pending_messages, 1u);
+  EXPECT_EQ(s.Stats().pending_bytes, b->record.envelope.size());
+  auto pending = s.LoadPending();
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].message_id, kId2);
+  // The id is free again: the sender's retry is a new message, not a duplicate.
+  auto again = AppendSync(s, Record(kId1));
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->duplicate);
+  // A final message is not discarded.
+  ASSERT_TRUE(DoneSync([&](MessageStore::Done d) {
+                s.MarkDelivered(b->record.seq, absl::Now(), 1, std::move(d));
+              }).ok());
+  ASSERT_TRUE(DoneSync([&](MessageStore::Done d) { s.Discard(b->record.seq, std::move(d)); }).ok());
+  auto fb = FindSync(s, "00000099100000000001", kId2);
+  ASSERT_TRUE(fb.ok());
+  EXPECT_EQ(fb->state, MessageState::kDelivered);
+}
+
+TEST(SqliteMessageStore, FinalHeadersAreForgottenAfterRetainFinalPendingOnesNever) {
+  TempDir dir;
+  SqliteStoreOptions options{dir.File("m.db")};
+  options.retain_final = absl::Hours(1);
+  options.purge_every = absl::Milliseconds(20);
+  auto store = SqliteMessageStore::Open(options);
+  ASSERT_TRUE(store.ok());
+  MessageStore& s = **store;
+  const absl::Time now = absl::Now();
+  MessageRecord old_delivered = Record(kId1, "a");
+  old_delivered.accepted_at = absl::FromUnixMicros(absl::ToUnixMicros(now - absl::Hours(2)));
+  MessageRecord old_pending = Record(kId2, "b");
+  old_pending.accepted_at = old_delivered.accepted_at;
+  MessageRecord recent_delivered = Record(kId3, "c");
+  recent_delivered.accepted_at = absl::FromUnixMicros(absl::ToUnixMicros(now));
+  auto a = AppendSync(s, old_delivered);
+  auto b = AppendSync(s, old_pending);
+  auto c = AppendSync(s, recent_delivered);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  for (int64_t seq : {a->record.seq, c->record.seq}) {
+    ASSERT_TRUE(DoneSync([&](MessageStore::Done d) {
+                  s.MarkDelivered(seq, now, 1, std::move(d));
+                }).ok());
+  }
+  // The writer purges at least every purge_every; poll (bounded) for the old final one.
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  while (FindSync(s, "00000099100000000001", kId1).ok() && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(absl::IsNotFound(FindSync(s, "00000099100000000001", kId1).status()));
+  EXPECT_TRUE(FindSync(s, "00000099100000000001", kId2).ok());  // old but still pending
+  EXPECT_TRUE(FindSync(s, "00000099100000000001", kId3).ok());  // final but recent
+  EXPECT_EQ(s.Stats().pending_messages, 1u);
+}
+
+// The store's disk fills up (a real 4 MiB file system, where this machine allows mounting):
+// Appends fail with UNAVAILABLE, none is reported durable that is not, and every message
+// that was acknowledged is still there after reopening; a read-only remount refuses too.
+TEST(SqliteMessageStore, RealDiskFullRefusesAppendsAndLosesNothingAcknowledged) {
+  TempDir dir;
+  auto fs = knooppunt::testing::SmallFileSystem::Mount(dir.File(""), 4);
+  if (fs == nullptr) GTEST_SKIP() << "cannot loop-mount here (not root or no loop device)";
+  const std::string path = fs->path() + "/m.db";
+  std::set<std::string> acknowledged;
+  {
+    auto store = SqliteMessageStore::Open({path});
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::Status failed;
+    for (int i = 0; i < 100000 && failed.ok(); ++i) {
+      const std::string id = absl::StrFormat("00000000-0000-4000-8000-%012d", i);
+      MessageRecord r = Record(id, std::string(8000, 'x') + id);
+      auto res = AppendSync(**store, r);
+      if (res.ok()) {
+        acknowledged.insert(id);
+      } else {
+        failed = res.status();
+      }
+    }
+    EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+    EXPECT_GT(acknowledged.size(), 10u);
+  }
+  {
+    auto store = SqliteMessageStore::Open({path});
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto pending = (*store)->LoadPending();
+    ASSERT_TRUE(pending.ok()) << pending.status();
+    std::set<std::string> found;
+    for (const MessageRecord& r : *pending) found.insert(r.message_id);
+    EXPECT_EQ(found, acknowledged);
+  }
+  ASSERT_TRUE(fs->RemountReadOnly());
+  auto store = SqliteMessageStore::Open({path});
+  if (store.ok()) {
+    auto res = AppendSync(**store, Record("ffffffff-0000-4000-8000-000000000001"));
+    EXPECT_FALSE(res.ok());
+  }
+}
+
+// One gateway per store file: a second store on the same file is refused at once with a
+// clear error; once the first is closed, the file is free.
+TEST(SqliteMessageStore, SecondWriterIsRefusedAtOnce) {
+  TempDir dir;
+  const std::string path = dir.File("m.db");
+  auto store = SqliteMessageStore::Open({path});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE(AppendSync(**store, Record(kId1)).ok());
+  const absl::Time before = absl::Now();
+  auto second = SqliteMessageStore::Open({path});
+  ASSERT_FALSE(second.ok());
+  EXPECT_LT(absl::Now() - before, absl::Seconds(2)) << "no waiting on SQLite's busy timeout";
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(second.status().message()),
+              ::testing::HasSubstr("locked by another process"));
+  store->reset();
+  auto third = SqliteMessageStore::Open({path});
+  ASSERT_TRUE(third.ok()) << third.status();
+  auto pending = (*third)->LoadPending();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->size(), 1u);
 }
 
 TEST(SqliteMessageStore, FullStoreRefusesNewMessagesButNotDuplicates) {
@@ -218,8 +355,12 @@ TEST(SqliteMessageStore, PendingMessagesSurviveReopenInAcceptanceOrder) {
   }
   auto store = SqliteMessageStore::Open({dir.File("m.db")});
   ASSERT_TRUE(store.ok()) << store.status();
-  auto pending = (*store)->LoadPending();
+  // The gateway learns of them through ClaimWork, once: this store has one owner.
+  auto pending = (*store)->ClaimWork();
   ASSERT_TRUE(pending.ok());
+  auto again = (*store)->ClaimWork();
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
   ASSERT_EQ(pending->size(), 2u);
   EXPECT_EQ((*pending)[0].message_id, kId1);
   EXPECT_EQ((*pending)[1].message_id, kId3);

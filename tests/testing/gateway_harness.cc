@@ -130,7 +130,8 @@ std::string GatewayConfigYaml(const GatewayConfigFiles& files, absl::string_view
                   "  ca_file: ", Quoted(PkiPath("ca.crt")), "\n",
                   "registry_file: registry.yaml\n", "agreement_dirs:\n", "  - agreements\n");
   if (files.max_payload_bytes != 0 || !files.default_deadline.empty() ||
-      !files.max_deadline.empty()) {
+      !files.max_deadline.empty() || !files.handshake_timeout.empty() ||
+      files.max_concurrent_streams != 0) {
     absl::StrAppend(&yaml, "limits:\n");
     if (files.max_payload_bytes != 0) {
       absl::StrAppend(&yaml, "  max_payload_bytes: ", files.max_payload_bytes, "\n");
@@ -140,6 +141,12 @@ std::string GatewayConfigYaml(const GatewayConfigFiles& files, absl::string_view
     }
     if (!files.max_deadline.empty()) {
       absl::StrAppend(&yaml, "  max_deadline: ", files.max_deadline, "\n");
+    }
+    if (!files.handshake_timeout.empty()) {
+      absl::StrAppend(&yaml, "  handshake_timeout: ", files.handshake_timeout, "\n");
+    }
+    if (files.max_concurrent_streams != 0) {
+      absl::StrAppend(&yaml, "  max_concurrent_streams: ", files.max_concurrent_streams, "\n");
     }
   }
   absl::StrAppend(&yaml, "decision_log:\n", "  path: ", kDecisionLog, "\n",

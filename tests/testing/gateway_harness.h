@@ -67,6 +67,8 @@ struct GatewayConfigFiles {
   uint32_t max_payload_bytes = 0;  // 0: the gateway's default
   std::string default_deadline;    // e.g. "5s"; empty: the gateway's default
   std::string max_deadline;        // empty: the gateway's default
+  std::string handshake_timeout;   // e.g. "1s"; empty: the gateway's default
+  uint32_t max_concurrent_streams = 0;  // 0: the gateway's default
   bool check_crl = false;          // tls.crl_directory = the PKI's crl/
   // Overrides of the tls: section (empty: the test PKI's gateway.crt/.key, ca.crt, and crl/
   // when check_crl).
