@@ -147,11 +147,7 @@ grpc::ServerUnaryReactor* AdminService::GetQueue(grpc::CallbackServerContext* co
                                                  v1::QueueFigures* reply) {
   absl::StatusOr<std::string> oin = Admit(context, "GetQueue");
   if (!oin.ok()) return Done(context, ToGrpc(oin.status()));
-  uint64_t messages = 0;
-  uint64_t bytes = 0;
-  if (hooks_.queue) hooks_.queue(&messages, &bytes);
-  reply->set_pending_messages(messages);
-  reply->set_pending_bytes(bytes);
+  if (hooks_.queue) hooks_.queue(reply);
   return Done(context, grpc::Status::OK);
 }
 

@@ -46,7 +46,7 @@ struct AdminHooks {
   std::function<absl::Status()> reload;
   std::function<bool()> draining;
   std::function<bool()> drain;  // returns whether it was already draining
-  std::function<void(uint64_t* pending_messages, uint64_t* pending_bytes)> queue;
+  std::function<void(v1::QueueFigures* figures)> queue;
 };
 
 class AdminService final : public v1::Admin::CallbackService {

@@ -1,5 +1,6 @@
 #include "gateway/observability/metrics.h"
 
+#include <algorithm>
 #include <exception>
 
 #include "absl/status/status.h"
@@ -92,6 +93,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Help("Envelope bytes of the meldingen stored and not yet delivered")
                       .Register(*registry_)
                       .Add({});
+  queue_oldest_age_ = &prometheus::BuildGauge()
+                           .Name("knooppunt_melding_queue_oldest_age_seconds")
+                           .Help("How long the oldest melding stored and not yet delivered "
+                                 "or expired has waited since it was accepted (0: none)")
+                           .Register(*registry_)
+                           .Add({});
 }
 
 Metrics::~Metrics() = default;
@@ -176,9 +183,10 @@ void Metrics::SetPeerCertificateExpiry(const std::string& role, const std::strin
   peer_certificate_expiry_->Add({{"role", role}, {"oin", oin}}).Set(seconds);
 }
 
-void Metrics::SetQueue(uint64_t messages, uint64_t bytes) {
+void Metrics::SetQueue(uint64_t messages, uint64_t bytes, absl::Duration oldest_age) {
   queue_messages_->Set(static_cast<double>(messages));
   queue_bytes_->Set(static_cast<double>(bytes));
+  queue_oldest_age_->Set(absl::ToDoubleSeconds(std::max(oldest_age, absl::ZeroDuration())));
 }
 
 }  // namespace knooppunt::observability

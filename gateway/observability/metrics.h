@@ -15,6 +15,8 @@
 //   knooppunt_delivery_attempts_total{code}                          (melding deliveries)
 //   knooppunt_melding_queue_messages, knooppunt_melding_queue_bytes   (stored, not yet
 //                                                                      delivered or expired)
+//   knooppunt_melding_queue_oldest_age_seconds                        (how long the oldest
+//                                                                      of them has waited)
 //   knooppunt_audit_write_seconds{result="ok"|"failed"}              (histogram, record queued
 //                                                                      → group commit durable)
 //   knooppunt_peer_certificate_expiry_seconds{role,oin}              (organisation / endpoint
@@ -60,7 +62,8 @@ class Metrics : public ExchangeMetricsSink, public AuditMetricsSink {
   // when it has expired.
   void SetCertificateExpiry(const std::string& role, const std::string& file, double seconds);
   void SetServing(bool serving);
-  void SetQueue(uint64_t messages, uint64_t bytes);
+  // `oldest_age`: how long the oldest of them has waited (zero when none).
+  void SetQueue(uint64_t messages, uint64_t bytes, absl::Duration oldest_age);
   // One melding delivery attempt (push Deliver, or an Ack) ended with `grpc_code`.
   void OnDeliveryAttempt(int grpc_code);
   void OnAuditWrite(absl::Duration enqueue_to_durable, bool ok) override;
@@ -88,6 +91,7 @@ class Metrics : public ExchangeMetricsSink, public AuditMetricsSink {
   prometheus::Gauge* serving_ = nullptr;
   prometheus::Gauge* queue_messages_ = nullptr;
   prometheus::Gauge* queue_bytes_ = nullptr;
+  prometheus::Gauge* queue_oldest_age_ = nullptr;
   std::array<prometheus::Counter*, kCodes> delivery_attempts_{};
   std::array<prometheus::Histogram*, 2> audit_write_{};  // [0] failed, [1] ok
   prometheus::Family<prometheus::Gauge>* peer_certificate_expiry_ = nullptr;

@@ -161,11 +161,17 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     hooks.reload = [self] { return self->ReloadPolicy("admin"); };
     hooks.draining = [self] { return self->draining(); };
     hooks.drain = [self] { return self->Drain(); };
-    hooks.queue = [self](uint64_t* messages, uint64_t* bytes) {
+    hooks.queue = [self](admin::v1::QueueFigures* figures) {
       if (self->meldingen_.store == nullptr) return;
       const store::StoreStats stats = self->meldingen_.store->Stats();
-      *messages = stats.pending_messages;
-      *bytes = stats.pending_bytes;
+      figures->set_pending_messages(stats.pending_messages);
+      figures->set_pending_bytes(stats.pending_bytes);
+      if (stats.oldest_pending_accepted_at != absl::InfiniteFuture()) {
+        const int64_t age_ns = absl::ToInt64Nanoseconds(
+            std::max(absl::ZeroDuration(), absl::Now() - stats.oldest_pending_accepted_at));
+        figures->mutable_oldest_pending_age()->set_seconds(age_ns / 1000000000);
+        figures->mutable_oldest_pending_age()->set_nanos(static_cast<int32_t>(age_ns % 1000000000));
+      }
     };
     gw->admin_ = std::make_unique<admin::AdminService>(
         gw->policy_.get(), gw->authenticator_.get(),
@@ -234,7 +240,12 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     probes.push_back({"queue_metrics", [self] {
                         if (self->meldingen_.store != nullptr) {
                           const store::StoreStats stats = self->meldingen_.store->Stats();
-                          self->metrics_->SetQueue(stats.pending_messages, stats.pending_bytes);
+                          const absl::Duration oldest_age =
+                              stats.oldest_pending_accepted_at == absl::InfiniteFuture()
+                                  ? absl::ZeroDuration()
+                                  : absl::Now() - stats.oldest_pending_accepted_at;
+                          self->metrics_->SetQueue(stats.pending_messages, stats.pending_bytes,
+                                                   oldest_age);
                         }
                         return absl::OkStatus();
                       }});

@@ -55,6 +55,8 @@ struct AppendResult {
 struct StoreStats {
   uint64_t pending_messages = 0;  // accepted, neither delivered nor expired
   uint64_t pending_bytes = 0;     // their envelopes' bytes
+  // When the oldest of them was accepted; InfiniteFuture when none is pending.
+  absl::Time oldest_pending_accepted_at = absl::InfiniteFuture();
 };
 
 class MessageStore {

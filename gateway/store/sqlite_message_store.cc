@@ -222,6 +222,7 @@ absl::Status SqliteMessageStore::Recount() {
     status = absl::UnavailableError(sqlite3_errmsg(db_));
   }
   sqlite3_finalize(s);
+  if (status.ok()) RefreshOldestPending();
   return status;
 }
 
@@ -314,7 +315,24 @@ void SqliteMessageStore::Find(std::string sender, std::string message_id, FindDo
 }
 
 StoreStats SqliteMessageStore::Stats() const {
-  return {pending_messages_.load(), pending_bytes_.load()};
+  StoreStats stats;
+  stats.pending_messages = pending_messages_.load();
+  stats.pending_bytes = pending_bytes_.load();
+  stats.oldest_pending_accepted_at = FromMicros(oldest_pending_us_.load());
+  return stats;
+}
+
+void SqliteMessageStore::RefreshOldestPending() {
+  // The lowest pending seq is the oldest accepted (seq is acceptance order): one seek in the
+  // partial index meldingen_pending.
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT accepted_at FROM meldingen WHERE state = 1 ORDER BY seq "
+                              "LIMIT 1", -1, &s, nullptr) != SQLITE_OK) {
+    return;
+  }
+  oldest_pending_us_ = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0)
+                                                    : std::numeric_limits<int64_t>::max();
+  sqlite3_finalize(s);
 }
 
 absl::StatusOr<std::vector<MessageRecord>> SqliteMessageStore::ClaimWork() {
@@ -391,6 +409,7 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
   }
   uint64_t pending = pending_messages_.load();
   uint64_t bytes = pending_bytes_.load();
+  bool pending_changed = false;  // a message entered or left the pending set
 
   // Looks up (sender, message_id); OK with the record, NOT_FOUND, or an error.
   auto find = [&](const std::string& sender, const std::string& id,
@@ -465,6 +484,7 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
           r.attempts = 0;
           ++pending;
           bytes += size;
+          pending_changed = true;
           op.appended.record = std::move(r);
         } else if (rc == SQLITE_CONSTRAINT) {
           MessageRecord found;
@@ -510,6 +530,7 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
         if (rc == SQLITE_ROW) {
           const uint64_t size = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
           if (pending > 0) --pending;
+          pending_changed = true;
           bytes = bytes >= size ? bytes - size : 0;
           rc = sqlite3_step(s);
         }
@@ -538,6 +559,7 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
     pending_messages_ = pending;
     pending_bytes_ = bytes;
     ++commits_;
+    if (pending_changed) RefreshOldestPending();
   } else {
     (void)Recount();
   }

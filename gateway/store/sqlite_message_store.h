@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -74,6 +75,7 @@ class SqliteMessageStore final : public MessageStore {
   static void Complete(Op& op);  // calls the operation's done with its result
   absl::Status Exec(const char* sql);
   absl::Status Recount();
+  void RefreshOldestPending();  // writer thread (or Init)
   void PurgeFinal(absl::Time now);
 
   const SqliteStoreOptions options_;
@@ -91,6 +93,8 @@ class SqliteMessageStore final : public MessageStore {
   std::atomic<uint64_t> pending_messages_{0};
   std::atomic<uint64_t> pending_bytes_{0};
   std::atomic<uint64_t> commits_{0};
+  // accepted_at (unix µs) of the oldest pending message; INT64_MAX when none.
+  std::atomic<int64_t> oldest_pending_us_{std::numeric_limits<int64_t>::max()};
   absl::Time next_purge_ = absl::InfinitePast();  // writer thread only
   std::atomic<bool> claimed_{false};
 };

@@ -188,6 +188,9 @@ TEST_F(AdminTest, OperatorSeesStatusOrganisationsAgreementsAndQueue) {
   ASSERT_TRUE(AdminAs("operator")->GetQueue(&c3, {}, &queue).ok());
   EXPECT_EQ(queue.pending_messages(), 1u);
   EXPECT_GT(queue.pending_bytes(), 0u);
+  ASSERT_TRUE(queue.has_oldest_pending_age());  // accepted a moment ago
+  EXPECT_GE(queue.oldest_pending_age().seconds(), 0);
+  EXPECT_LT(queue.oldest_pending_age().seconds(), 300);
 
   admin::v1::ReloadReply reload;
   grpc::ClientContext c4;

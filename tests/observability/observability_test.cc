@@ -264,6 +264,11 @@ TEST(Observability, MetricsCountRequestsReloadsAndCertificateExpiry) {
     text = ScrapeMetrics(port);
   }
   EXPECT_EQ(Sample(text, "knooppunt_melding_queue_messages", {}), 1.0) << text;
+  // It has waited since it was accepted, a moment ago.
+  const std::optional<double> age = Sample(text, "knooppunt_melding_queue_oldest_age_seconds", {});
+  ASSERT_TRUE(age.has_value()) << text;
+  EXPECT_GE(*age, 0.0);
+  EXPECT_LT(*age, 300.0);
 }
 
 // Polls (bounded) the metrics until `done(text)` holds; returns the last scrape.

@@ -305,6 +305,31 @@ TEST(SqliteMessageStore, SecondWriterIsRefusedAtOnce) {
   EXPECT_EQ(pending->size(), 1u);
 }
 
+// Stats() names when the oldest pending message was accepted (the queue's oldest age), and
+// follows deliveries; with nothing pending it is InfiniteFuture.
+TEST(SqliteMessageStore, StatsNameTheOldestPendingMessage) {
+  TempDir dir;
+  auto store = SqliteMessageStore::Open({dir.File("m.db")});
+  ASSERT_TRUE(store.ok());
+  SqliteMessageStore& s = **store;
+  EXPECT_EQ(s.Stats().oldest_pending_accepted_at, absl::InfiniteFuture());
+  MessageRecord first = Record(kId1, "a");
+  MessageRecord second = Record(kId2, "b");
+  second.accepted_at = first.accepted_at + absl::Seconds(5);
+  auto a = AppendSync(s, first);
+  auto b = AppendSync(s, second);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(s.Stats().oldest_pending_accepted_at, first.accepted_at);
+  ASSERT_TRUE(DoneSync([&](MessageStore::Done d) {
+                s.MarkDelivered(a->record.seq, absl::Now(), 1, std::move(d));
+              }).ok());
+  EXPECT_EQ(s.Stats().oldest_pending_accepted_at, second.accepted_at);
+  ASSERT_TRUE(DoneSync([&](MessageStore::Done d) {
+                s.MarkExpired(b->record.seq, 1, "gone", std::move(d));
+              }).ok());
+  EXPECT_EQ(s.Stats().oldest_pending_accepted_at, absl::InfiniteFuture());
+}
+
 TEST(SqliteMessageStore, FullStoreRefusesNewMessagesButNotDuplicates) {
   TempDir dir;
   SqliteStoreOptions options{dir.File("m.db")};

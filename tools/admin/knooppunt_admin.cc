@@ -132,6 +132,10 @@ int main(int argc, char** argv) {
     std::printf("pending_messages  %llu\npending_bytes     %llu\n",
                 static_cast<unsigned long long>(r.pending_messages()),
                 static_cast<unsigned long long>(r.pending_bytes()));
+    if (r.has_oldest_pending_age()) {
+      std::printf("oldest_pending    %llds\n",
+                  static_cast<long long>(r.oldest_pending_age().seconds()));
+    }
     return 0;
   }
   if (command == "drain") {
