@@ -398,7 +398,7 @@ void SqliteMessageStore::WriterLoop() {
 }
 
 void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
-  auto step_reset = [this](sqlite3_stmt* s) {
+  auto step_reset = [](sqlite3_stmt* s) {
     const int rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc;
