@@ -108,9 +108,10 @@ struct SqliteMessageStore::Statements {
   sqlite3_stmt* delivered = nullptr;
   sqlite3_stmt* expired = nullptr;
   sqlite3_stmt* discard = nullptr;
+  sqlite3_stmt* oldest = nullptr;
   ~Statements() {
     for (sqlite3_stmt* s :
-         {begin, commit, rollback, insert, find, attempt, delivered, expired, discard}) {
+         {begin, commit, rollback, insert, find, attempt, delivered, expired, discard, oldest}) {
       sqlite3_finalize(s);
     }
   }
@@ -197,6 +198,10 @@ absl::Status SqliteMessageStore::Init() {
        "UPDATE meldingen SET state = 3, attempts = ?2, last_error = ?3, envelope = NULL "
        "WHERE seq = ?1 AND state = 1 RETURNING size"},
       {&stmts_->discard, "DELETE FROM meldingen WHERE seq = ?1 AND state = 1 RETURNING size"},
+      // The lowest pending seq is the oldest accepted (seq is acceptance order): one seek in
+      // the partial index meldingen_pending.
+      {&stmts_->oldest,
+       "SELECT accepted_at FROM meldingen WHERE state = 1 ORDER BY seq LIMIT 1"},
   };
   for (auto& p : prepare) {
     if (sqlite3_prepare_v3(db_, p.sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, p.out, nullptr) !=
@@ -323,16 +328,12 @@ StoreStats SqliteMessageStore::Stats() const {
 }
 
 void SqliteMessageStore::RefreshOldestPending() {
-  // The lowest pending seq is the oldest accepted (seq is acceptance order): one seek in the
-  // partial index meldingen_pending.
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT accepted_at FROM meldingen WHERE state = 1 ORDER BY seq "
-                              "LIMIT 1", -1, &s, nullptr) != SQLITE_OK) {
-    return;
-  }
+  // Prepared once with the other statements: this runs after every commit that changes the
+  // pending set.
+  sqlite3_stmt* s = stmts_->oldest;
   oldest_pending_us_ = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0)
                                                     : std::numeric_limits<int64_t>::max();
-  sqlite3_finalize(s);
+  sqlite3_reset(s);
 }
 
 absl::StatusOr<std::vector<MessageRecord>> SqliteMessageStore::ClaimWork() {
