@@ -144,7 +144,10 @@ check(gw_cfg["listen"].endswith(":%d" % ports["grpc-mtls"]), "listen port = cont
 check(gw_cfg["metrics"]["listen"].endswith(":%d" % ports["metrics"]), "metrics port = containerPort metrics")
 for path in (gw_cfg["tls"]["cert_file"], gw_cfg["tls"]["key_file"], gw_cfg["tls"]["client_ca_file"],
              gw_cfg["audit"]["hmac_key_file"], gw_cfg["audit"]["signing_key_file"]):
-    check(any(path.startswith(m + "/") for m in mounts.values()), f"{path} is on a mounted volume")
+    # Checked as the pod sees it: the scratch root mapped back to /etc/knooppunt/ (a scratch
+    # directory under some other mount, /tmp say, must not pass by accident).
+    in_pod = path.replace(root + "/", "/etc/knooppunt/")
+    check(any(in_pod.startswith(m + "/") for m in mounts.values()), f"{in_pod} is on a mounted volume")
 check(gw_cfg["audit"]["db_path"].startswith(mounts["state"] + "/"), "audit db on the volume")
 check(gw_cfg["melding"]["store_path"].startswith(mounts["state"] + "/"), "melding store on the volume")
 r = subprocess.run([GATEWAY, f"--config={mapped_config}", "--check"], capture_output=True, text=True)
