@@ -15,6 +15,9 @@ packages=(
   # sanitizer and fuzzing builds (tools/sanitize.sh, tools/fuzz.sh): clang, its sanitizer and
   # libFuzzer runtimes, llvm-symbolizer for readable reports
   clang-14 libclang-rt-14-dev llvm-14
+  # PostgreSQL: libpq for the shared store and audit log of several replicas; the server's
+  # binaries (initdb, postgres) for the tests, which start their own instance in a temp dir
+  libpq-dev postgresql-15
   # metrics (Prometheus exposition)
   prometheus-cpp-dev
   # demo / test helpers

@@ -1,62 +1,15 @@
 #include "gateway/audit/audit_log.h"
 
-#include <sqlite3.h>
-#include <sys/stat.h>
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gateway/common/log.h"
-#include "gateway/common/sqlite_util.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace knooppunt::audit {
-namespace {
-
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS records(
-  seq INTEGER PRIMARY KEY,
-  time_ns INTEGER NOT NULL,
-  sender TEXT NOT NULL,
-  recipient TEXT NOT NULL,
-  authenticated_oin TEXT NOT NULL,
-  message_type TEXT NOT NULL,
-  agreement_id TEXT NOT NULL,
-  decision INTEGER NOT NULL,
-  trace_id TEXT NOT NULL,
-  record BLOB NOT NULL,
-  hash BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS records_time ON records(time_ns);
-CREATE TABLE IF NOT EXISTS subjects(
-  pkey INTEGER NOT NULL,
-  seq INTEGER NOT NULL,
-  PRIMARY KEY(pkey, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints(
-  seq INTEGER PRIMARY KEY,
-  head BLOB NOT NULL,
-  time_ns INTEGER NOT NULL,
-  instance_id TEXT NOT NULL,
-  key_id TEXT NOT NULL,
-  signature BLOB NOT NULL);
-)sql";
-
-std::string SqliteError(sqlite3* db, absl::string_view what) {
-  return absl::StrCat(what, ": ", db ? sqlite3_errmsg(db) : "no database");
-}
-
-using sqlite::Statement;
-
-void BindText(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite::BindText(s, i, v, SQLITE_STATIC);  // bound values outlive the statement's step
-}
-void BindBlob(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite::BindBlob(s, i, v, SQLITE_STATIC);
-}
-
-}  // namespace
 
 AuditLog::AuditLog(const AuditLogOptions& options)
     : options_(options), subjects_(options.hmac_key), head_(GenesisHash()) {}
@@ -76,60 +29,43 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
   return log;
 }
 
-absl::Status AuditLog::Exec(const char* sql) { return sqlite::Exec(db_, sql, "audit database"); }
-
 absl::Status AuditLog::Init() {
-  if (sqlite3_open_v2(options_.db_path.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    return absl::UnavailableError(SqliteError(db_, absl::StrCat("cannot open audit database ", options_.db_path)));
+  absl::StatusOr<std::unique_ptr<AuditStorage>> storage;
+  if (options_.postgres.has_value()) {
+    PostgresAuditOptions pg_options;
+    pg_options.connect = *options_.postgres;
+    pg_options.chain = options_.instance_id;
+    pg_options.max_db_bytes = options_.max_db_bytes;
+    storage = OpenPostgresAuditStorage(pg_options);
+  } else {
+    storage = OpenSqliteAuditStorage(options_.db_path, options_.max_db_bytes);
   }
-  // Readable by the gateway's user only (SQLite gives the -wal and -shm files the same mode).
-  ::chmod(options_.db_path.c_str(), 0600);
-  sqlite3_busy_timeout(db_, 5000);
-  // WAL with synchronous=FULL: a commit is on disk when it returns. The WAL is folded into
-  // the database every ~40 MB rather than every 4 MB, so group commits stay cheap.
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                          "PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=10000"}) {
-    absl::Status s = Exec(sql);
-    if (!s.ok()) return s;
-  }
-  if (options_.max_db_bytes > 0) {
-    Statement ps(db_, "PRAGMA page_size");
-    int64_t page = 4096;
-    if (ps.ok() && sqlite3_step(ps.get()) == SQLITE_ROW) page = sqlite3_column_int64(ps.get(), 0);
-    const std::string pragma =
-        absl::StrCat("PRAGMA max_page_count=", std::max<int64_t>(1, options_.max_db_bytes / page));
-    absl::Status s = Exec(pragma.c_str());
-    if (!s.ok()) return s;
-  }
-  absl::Status s = Exec(kSchema);
-  if (!s.ok()) return s;
+  if (!storage.ok()) return storage.status();
+  storage_ = *std::move(storage);
   // Resume the chain where it ended.
-  Statement last(db_, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1");
-  Statement cp(db_, "SELECT seq, head FROM checkpoints ORDER BY seq DESC LIMIT 1");
-  if (!last.ok() || !cp.ok()) return absl::UnavailableError(SqliteError(db_, "audit database"));
-  if (sqlite3_step(cp.get()) == SQLITE_ROW) {
-    checkpoint_seq_ = sqlite3_column_int64(cp.get(), 0);
-    seq_ = checkpoint_seq_;
-    head_.assign(static_cast<const char*>(sqlite3_column_blob(cp.get(), 1)),
-                 static_cast<size_t>(sqlite3_column_bytes(cp.get(), 1)));
-  }
-  if (sqlite3_step(last.get()) == SQLITE_ROW && sqlite3_column_int64(last.get(), 0) >= seq_) {
-    seq_ = sqlite3_column_int64(last.get(), 0);
-    head_.assign(static_cast<const char*>(sqlite3_column_blob(last.get(), 1)),
-                 static_cast<size_t>(sqlite3_column_bytes(last.get(), 1)));
-  }
-  if (head_.size() != kHashBytes) return absl::DataLossError("audit database: chain head damaged");
-  if (seq_ > checkpoint_seq_) first_unsigned_ = absl::Now();
+  reload_ = true;
+  absl::Status s = ReloadIfNeeded();
+  if (!s.ok()) return s;
   committed_ = seq_;
   return absl::OkStatus();
 }
 
-AuditLog::~AuditLog() {
-  Close();
-  sqlite3_close(db_);
+absl::Status AuditLog::ReloadIfNeeded() {
+  if (!reload_) return absl::OkStatus();
+  absl::StatusOr<ChainState> state = storage_->Load();
+  if (!state.ok()) return state.status();
+  if (state->head.size() != kHashBytes) {
+    return absl::DataLossError("audit database: chain head damaged");
+  }
+  seq_ = state->seq;
+  head_ = state->head;
+  checkpoint_seq_ = state->checkpoint_seq;
+  first_unsigned_ = seq_ > checkpoint_seq_ ? absl::Now() : absl::InfiniteFuture();
+  reload_ = false;
+  return absl::OkStatus();
 }
+
+AuditLog::~AuditLog() { Close(); }
 
 void AuditLog::Close() {
   {
@@ -140,6 +76,7 @@ void AuditLog::Close() {
   }
   if (writer_.joinable()) writer_.join();
   completions_.reset();  // runs the last completions, then joins
+  storage_.reset();      // PostgreSQL: the chain's lock goes with the connection
 }
 
 int64_t AuditLog::committed() const {
@@ -160,21 +97,22 @@ void AuditLog::AddDataSubjects(const google::protobuf::Descriptor* type, absl::s
 void AuditLog::Append(const v1::DecisionRecord& record, std::function<void(absl::Status)> done,
                       bool waited) {
   Pending p;
+  StoredRecord& row = p.row;
   {
-    google::protobuf::io::StringOutputStream out(&p.bytes);
+    google::protobuf::io::StringOutputStream out(&row.bytes);
     google::protobuf::io::CodedOutputStream coded(&out);
     coded.SetSerializationDeterministic(true);
     record.SerializeToCodedStream(&coded);
   }
-  p.time_ns = google::protobuf::util::TimeUtil::TimestampToNanoseconds(record.time());
-  p.sender = record.sender();
-  p.recipient = record.recipient_oin().empty() ? record.recipient() : record.recipient_oin();
-  p.authenticated_oin = record.authenticated_oin();
-  p.message_type = record.message_type();
-  p.agreement_id = record.agreement_id();
-  p.trace_id = record.trace_id();
-  p.decision = static_cast<int>(record.decision());
-  p.subjects.assign(record.data_subjects().begin(), record.data_subjects().end());
+  row.time_ns = google::protobuf::util::TimeUtil::TimestampToNanoseconds(record.time());
+  row.sender = record.sender();
+  row.recipient = record.recipient_oin().empty() ? record.recipient() : record.recipient_oin();
+  row.authenticated_oin = record.authenticated_oin();
+  row.message_type = record.message_type();
+  row.agreement_id = record.agreement_id();
+  row.trace_id = record.trace_id();
+  row.decision = static_cast<int>(record.decision());
+  row.subjects.assign(record.data_subjects().begin(), record.data_subjects().end());
   p.done = std::move(done);
   p.waited = waited;
   if (options_.metrics != nullptr) p.queued = absl::Now();
@@ -234,7 +172,7 @@ absl::StatusOr<int64_t> AuditLog::ApplyRetention(absl::Time now) {
   return result;
 }
 
-absl::Status AuditLog::SignCheckpointLocked(int64_t seq, const std::string& head) {
+absl::StatusOr<Checkpoint> AuditLog::SignCheckpoint(int64_t seq, const std::string& head) {
   audit::Checkpoint c;
   c.seq = seq;
   c.head = head;
@@ -244,83 +182,61 @@ absl::Status AuditLog::SignCheckpointLocked(int64_t seq, const std::string& head
   absl::StatusOr<std::string> sig = signer_->Sign(CheckpointMessage(c));
   if (!sig.ok()) return sig.status();
   c.signature = *sig;
-  static constexpr const char* kInsert =
-      "INSERT INTO checkpoints(seq, head, time_ns, instance_id, key_id, signature) "
-      "VALUES(?,?,?,?,?,?)";
-  Statement st(db_, kInsert);
-  if (!st.ok()) return absl::UnavailableError(SqliteError(db_, "audit checkpoint"));
-  sqlite3_bind_int64(st.get(), 1, c.seq);
-  BindBlob(st.get(), 2, c.head);
-  sqlite3_bind_int64(st.get(), 3, c.time_ns);
-  BindText(st.get(), 4, c.instance_id);
-  BindText(st.get(), 5, c.key_id);
-  BindBlob(st.get(), 6, c.signature);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) {
-    return absl::UnavailableError(SqliteError(db_, "audit checkpoint"));
-  }
-  if (options_.log_checkpoints) {
-    Log(LogLevel::kInfo, "audit_checkpoint",
-        {{"seq", absl::StrCat(c.seq)}, {"head", ToHex(c.head)}, {"key_id", c.key_id}});
-  }
-  return absl::OkStatus();
+  return c;
+}
+
+void AuditLog::LogCheckpoint(const audit::Checkpoint& c) const {
+  if (!options_.log_checkpoints) return;
+  Log(LogLevel::kInfo, "audit_checkpoint",
+      {{"seq", absl::StrCat(c.seq)}, {"head", ToHex(c.head)}, {"key_id", c.key_id}});
 }
 
 absl::Status AuditLog::WriteBatch(std::vector<Pending>& batch) {
-  absl::Status s = Exec("BEGIN IMMEDIATE");
+  const int64_t seq_before = seq_;
+  absl::Status s = WriteBatchOnce(batch);
+  // PostgreSQL: a connection that broke while idle is only noticed by the next statement.
+  // Once more on a new connection — only when the database shows that nothing of the batch
+  // was committed (else its records are in the log and the batch is reported failed: the
+  // log over-reports, never under-reports).
+  if (!s.ok() && options_.postgres.has_value() && absl::IsUnavailable(s) &&
+      ReloadIfNeeded().ok() && seq_ == seq_before) {
+    s = WriteBatchOnce(batch);
+  }
+  if (!s.ok() && !absl::IsUnavailable(s)) s = absl::UnavailableError(s.message());
+  return s;
+}
+
+absl::Status AuditLog::WriteBatchOnce(std::vector<Pending>& batch) {
+  absl::Status s = ReloadIfNeeded();
   if (!s.ok()) return s;
   const int64_t seq_before = seq_;
   const std::string head_before = head_;
   int64_t checkpoint_seq = checkpoint_seq_;
   auto fail = [&](absl::Status st) {
-    Exec("ROLLBACK").IgnoreError();
     seq_ = seq_before;
     head_ = head_before;
+    reload_ = true;  // the database says where the chain ends before the next write
     return st;
   };
-  static constexpr const char* kInsert =
-      "INSERT INTO records(seq, time_ns, sender, recipient, authenticated_oin, message_type, "
-      "agreement_id, decision, trace_id, record, hash) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
-  Statement ins(db_, kInsert);
-  Statement sub(db_, "INSERT OR IGNORE INTO subjects(pkey, seq) VALUES(?,?)");
-  if (!ins.ok() || !sub.ok()) return fail(absl::UnavailableError(SqliteError(db_, "audit write")));
+  std::vector<const StoredRecord*> rows;
+  rows.reserve(batch.size());
+  std::vector<audit::Checkpoint> checkpoints;
   for (Pending& p : batch) {
-    const int64_t seq = seq_ + 1;
-    std::string hash = ChainHash(head_, seq, p.bytes);
-    sqlite3_stmt* st = ins.get();
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, seq);
-    sqlite3_bind_int64(st, 2, p.time_ns);
-    BindText(st, 3, p.sender);
-    BindText(st, 4, p.recipient);
-    BindText(st, 5, p.authenticated_oin);
-    BindText(st, 6, p.message_type);
-    BindText(st, 7, p.agreement_id);
-    sqlite3_bind_int(st, 8, p.decision);
-    BindText(st, 9, p.trace_id);
-    BindBlob(st, 10, p.bytes);
-    BindBlob(st, 11, hash);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-      return fail(absl::UnavailableError(SqliteError(db_, "audit write")));
-    }
-    for (const std::string& subject : p.subjects) {
-      sqlite3_stmt* ss = sub.get();
-      sqlite3_reset(ss);
-      sqlite3_bind_int64(ss, 1, PseudonymKey(subject));
-      sqlite3_bind_int64(ss, 2, seq);
-      if (sqlite3_step(ss) != SQLITE_DONE) {
-        return fail(absl::UnavailableError(SqliteError(db_, "audit write")));
-      }
-    }
-    seq_ = seq;
-    head_ = std::move(hash);
+    p.row.seq = seq_ + 1;
+    p.row.hash = ChainHash(head_, p.row.seq, p.row.bytes);
+    seq_ = p.row.seq;
+    head_ = p.row.hash;
+    rows.push_back(&p.row);
     if (seq_ - checkpoint_seq >= options_.checkpoint_every_records) {
-      s = SignCheckpointLocked(seq_, head_);
-      if (!s.ok()) return fail(s);
+      absl::StatusOr<audit::Checkpoint> c = SignCheckpoint(seq_, head_);
+      if (!c.ok()) return fail(c.status());
+      checkpoints.push_back(*std::move(c));
       checkpoint_seq = seq_;
     }
   }
-  s = Exec("COMMIT");
+  s = storage_->Write(rows, checkpoints);
   if (!s.ok()) return fail(s);
+  for (const audit::Checkpoint& c : checkpoints) LogCheckpoint(c);
   if (checkpoint_seq != checkpoint_seq_) {
     checkpoint_seq_ = checkpoint_seq;
     first_unsigned_ = absl::InfiniteFuture();
@@ -330,15 +246,17 @@ absl::Status AuditLog::WriteBatch(std::vector<Pending>& batch) {
 }
 
 absl::Status AuditLog::WriteCheckpointTxn() {
-  if (seq_ == checkpoint_seq_) return absl::OkStatus();
-  absl::Status s = Exec("BEGIN IMMEDIATE");
+  absl::Status s = ReloadIfNeeded();
   if (!s.ok()) return s;
-  s = SignCheckpointLocked(seq_, head_);
-  if (s.ok()) s = Exec("COMMIT");
+  if (seq_ == checkpoint_seq_) return absl::OkStatus();
+  absl::StatusOr<audit::Checkpoint> c = SignCheckpoint(seq_, head_);
+  if (!c.ok()) return c.status();
+  s = storage_->Write({}, {*c});
   if (!s.ok()) {
-    Exec("ROLLBACK").IgnoreError();
+    reload_ = true;
     return s;
   }
+  LogCheckpoint(*c);
   checkpoint_seq_ = seq_;
   first_unsigned_ = absl::InfiniteFuture();
   return absl::OkStatus();
@@ -346,40 +264,20 @@ absl::Status AuditLog::WriteCheckpointTxn() {
 
 absl::StatusOr<int64_t> AuditLog::RetentionTxn(absl::Time now) {
   if (options_.retention <= absl::ZeroDuration()) return 0;
-  const int64_t cutoff = absl::ToUnixNanos(now - options_.retention);
-  // The newest checkpoint whose record is older than the cutoff: everything up to it goes.
-  Statement find(db_,
-            "SELECT c.seq FROM checkpoints c JOIN records r ON r.seq = c.seq "
-            "WHERE r.time_ns < ? ORDER BY c.seq DESC LIMIT 1");
-  if (!find.ok()) return absl::UnavailableError(SqliteError(db_, "audit retention"));
-  sqlite3_bind_int64(find.get(), 1, cutoff);
-  if (sqlite3_step(find.get()) != SQLITE_ROW) return 0;
-  const int64_t upto = sqlite3_column_int64(find.get(), 0);
-  sqlite3_reset(find.get());
-  absl::Status s = Exec("BEGIN IMMEDIATE");
+  absl::Status s = ReloadIfNeeded();
   if (!s.ok()) return s;
-  Statement del(db_, "DELETE FROM records WHERE seq <= ?");
-  Statement dels(db_, "DELETE FROM subjects WHERE seq <= ?");
-  int64_t deleted = 0;
-  bool ok = del.ok() && dels.ok();
-  if (ok) {
-    sqlite3_bind_int64(del.get(), 1, upto);
-    sqlite3_bind_int64(dels.get(), 1, upto);
-    ok = sqlite3_step(del.get()) == SQLITE_DONE;
-    deleted = sqlite3_changes(db_);
-    ok = ok && sqlite3_step(dels.get()) == SQLITE_DONE;
+  absl::StatusOr<RetentionResult> r =
+      storage_->DeleteThrough(absl::ToUnixNanos(now - options_.retention));
+  if (!r.ok()) {
+    reload_ = true;
+    return r.status();
   }
-  if (ok) ok = Exec("COMMIT").ok();
-  if (!ok) {
-    std::string msg = SqliteError(db_, "audit retention");
-    Exec("ROLLBACK").IgnoreError();
-    return absl::UnavailableError(msg);
-  }
-  if (deleted > 0) {
+  if (r->deleted > 0) {
     Log(LogLevel::kInfo, "audit_retention",
-        {{"deleted_through_seq", absl::StrCat(upto)}, {"records", absl::StrCat(deleted)}});
+        {{"deleted_through_seq", absl::StrCat(r->through_seq)},
+         {"records", absl::StrCat(r->deleted)}});
   }
-  return deleted;
+  return r->deleted;
 }
 
 void AuditLog::WriterLoop() {
@@ -420,7 +318,7 @@ void AuditLog::WriterLoop() {
       control_.clear();
       stopping = stop_ && queue_.empty();
       if (read_only_request_ >= 0) {
-        Exec(read_only_request_ ? "PRAGMA query_only=1" : "PRAGMA query_only=0").IgnoreError();
+        storage_->SetReadOnlyForTest(read_only_request_ == 1);
         read_only_request_ = -1;
       }
     }

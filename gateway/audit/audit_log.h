@@ -1,10 +1,17 @@
 // Step 5 of a message's path, the default implementation: the tamper-evident audit log.
 //
 // Guarantees:
-//  - Record() returns OK only after the record is committed to the SQLite database (WAL,
-//    synchronous=FULL: on disk when the commit returns). Any failure — read-only or full
-//    database, disk error, I/O error — returns UNAVAILABLE and the record is not in the log;
-//    the caller refuses the exchange (fail closed).
+//  - Record() returns OK only after the record is committed to the database: SQLite (WAL,
+//    synchronous=FULL: on disk when the commit returns) or, with `postgres` set, PostgreSQL
+//    (committed on the server). Any failure — read-only or full database, disk error, I/O
+//    error, PostgreSQL unreachable — returns UNAVAILABLE and the caller refuses the exchange
+//    (fail closed). (When the connection is lost during COMMIT the records may nevertheless
+//    be in the log: the log never under-reports.) After a failure the next batch first
+//    reloads where the chain ends from the database; a lost PostgreSQL connection is
+//    re-opened by itself (after a failed attempt, the next one after connect_timeout), so the
+//    log recovers without a restart when the database is back; a batch that found its
+//    connection broken (e.g. while idle) is written once more on a new connection when the
+//    database shows none of it was committed.
 //  - Group commit: records arriving while a commit is in progress are written together in the
 //    next transaction, so one fsync serves many exchanges. Record() waits for its batch;
 //    Append() calls back instead (on the log's completion thread, in commit order) and
@@ -14,9 +21,15 @@
 //    a checkpoint (seq, head, time, instance) is signed and stored in the same transaction as
 //    the record it covers; a checkpoint is also signed on Close(). Each checkpoint is also
 //    written to the operational log (a copy outside the database).
+//  - On PostgreSQL, several replicas share the database: each writes its own chain, named by
+//    its instance_id, and holds that chain's lock (audit_storage.h): a second gateway with
+//    the same instance_id does not start (Open() returns FAILED_PRECONDITION).
 //  - Retention deletes only whole prefixes ending at a signed checkpoint, so what remains
-//    verifies from that checkpoint on.
+//    verifies from that checkpoint on. (On PostgreSQL each replica applies it to its own
+//    chain.)
 //  - Records hold no payload and no BSN: data subjects are pseudonyms (data_subjects.h).
+//  - The storage (audit_storage.h) is behind an interface; this class holds the chain,
+//    checkpoint, group-commit, lazy-commit and retention logic for every backend.
 // Thread-safe.
 #ifndef KNOOPPUNT_GATEWAY_AUDIT_AUDIT_LOG_H_
 #define KNOOPPUNT_GATEWAY_AUDIT_AUDIT_LOG_H_
@@ -24,6 +37,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,24 +47,26 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/audit/audit_crypto.h"
+#include "gateway/audit/audit_storage.h"
 #include "gateway/audit/data_subjects.h"
 #include "gateway/audit/decision_log.h"
+#include "gateway/common/pg_util.h"
 #include "gateway/common/serial_executor.h"
 #include "gateway/observability/metrics_sink.h"
-
-struct sqlite3;
 
 namespace knooppunt::audit {
 
 struct AuditLogOptions {
-  std::string db_path;
+  std::string db_path;                       // SQLite file (unless `postgres` is set)
+  // Set: the log is in this PostgreSQL database, in the chain named instance_id (required).
+  std::optional<pg::ConnectOptions> postgres;
   std::string hmac_key;                      // raw key bytes (ReadHmacKeyFile)
   std::string signing_key_file;              // PEM, Ed25519 or ECDSA P-256
   std::string instance_id;
   int64_t checkpoint_every_records = 1000;
   absl::Duration checkpoint_every = absl::Seconds(10);
   absl::Duration retention = absl::ZeroDuration();  // 0: keep forever
-  int64_t max_db_bytes = 0;                  // 0: no limit
+  int64_t max_db_bytes = 0;                  // 0: no limit (PostgreSQL: the audit tables)
   size_t max_batch = 8192;                   // records per transaction at most
   // Records nobody waits for (RecordAsync without a callback: denials, outcomes, delivery
   // records) do not start a commit of their own: they go with the next record somebody waits
@@ -86,23 +102,21 @@ class AuditLog final : public DecisionLog {
   absl::Status Checkpoint();
   // Applies retention now; waits. Returns the number of records deleted.
   absl::StatusOr<int64_t> ApplyRetention(absl::Time now);
-  // Flushes, signs a final checkpoint, stops the writer. Idempotent.
+  // Flushes, signs a final checkpoint, stops the writer, closes the database (on PostgreSQL
+  // releasing the chain for another writer). Idempotent.
   void Close();
 
   const DataSubjects& data_subjects() const { return subjects_; }
   int64_t committed() const;  // seq of the last committed record
 
-  // For tests: makes the writer's connection read-only (PRAGMA query_only), as when the
-  // database file becomes unwritable under a running gateway.
+  // For tests: makes the writer's connection read-only (SQLite: PRAGMA query_only;
+  // PostgreSQL: read-only transactions), as when the database becomes unwritable under a
+  // running gateway.
   void SetReadOnlyForTest(bool read_only);
 
  private:
   struct Pending {
-    std::string bytes;            // deterministic serialization
-    int64_t time_ns = 0;
-    std::string sender, recipient, authenticated_oin, message_type, agreement_id, trace_id;
-    int decision = 0;
-    std::vector<std::string> subjects;
+    StoredRecord row;             // seq and hash are set by the writer
     std::function<void(absl::Status)> done;
     absl::Time queued;            // for options_.metrics
     bool waited = true;           // see AuditLogOptions::lazy_commit_delay
@@ -116,18 +130,21 @@ class AuditLog final : public DecisionLog {
   explicit AuditLog(const AuditLogOptions& options);
   absl::Status Init();
   void WriterLoop();
-  absl::Status WriteBatch(std::vector<Pending>& batch);
-  absl::Status SignCheckpointLocked(int64_t seq, const std::string& head);  // inside a txn
+  absl::Status WriteBatch(std::vector<Pending>& batch);  // UNAVAILABLE on any failure
+  absl::Status WriteBatchOnce(std::vector<Pending>& batch);
+  absl::StatusOr<audit::Checkpoint> SignCheckpoint(int64_t seq, const std::string& head);
+  void LogCheckpoint(const audit::Checkpoint& c) const;
+  absl::Status ReloadIfNeeded();  // after a failed write: where the chain ends, per database
   absl::Status WriteCheckpointTxn();
   absl::StatusOr<int64_t> RetentionTxn(absl::Time now);
-  absl::Status Exec(const char* sql);
 
   const AuditLogOptions options_;
   DataSubjects subjects_;
   std::unique_ptr<Signer> signer_;
-  sqlite3* db_ = nullptr;
+  std::unique_ptr<AuditStorage> storage_;
 
   // Writer-thread state.
+  bool reload_ = false;
   int64_t seq_ = 0;
   std::string head_;
   int64_t checkpoint_seq_ = 0;

@@ -1,7 +1,5 @@
 #include "gateway/audit/audit_reader.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -10,42 +8,32 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "gateway/common/sqlite_util.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace knooppunt::audit {
 namespace {
 
-using sqlite::Statement;
-
-absl::string_view Blob(sqlite3_stmt* s, int col) { return sqlite::ColumnBytes(s, col); }
-std::string Text(sqlite3_stmt* s, int col) { return sqlite::ColumnString(s, col); }
-
-absl::Status DbError(sqlite3* db, absl::string_view what) {
-  return absl::UnavailableError(absl::StrCat(what, ": ", sqlite3_errmsg(db)));
-}
-
-std::vector<Checkpoint> ReadCheckpoints(sqlite3* db) {
-  std::vector<Checkpoint> out;
-  Statement st(db, "SELECT seq, head, time_ns, instance_id, key_id, signature FROM checkpoints");
-  while (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) {
-    Checkpoint c;
-    c.seq = sqlite3_column_int64(st.get(), 0);
-    c.head = std::string(Blob(st.get(), 1));
-    c.time_ns = sqlite3_column_int64(st.get(), 2);
-    c.instance_id = Text(st.get(), 3);
-    c.key_id = Text(st.get(), 4);
-    c.signature = std::string(Blob(st.get(), 5));
-    out.push_back(std::move(c));
+// BeginRead() ... EndRead() of a source, for one scope.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(AuditSource* source) : source_(source), status_(source->BeginRead()) {}
+  ~ReadSnapshot() {
+    if (status_.ok()) source_->EndRead();
   }
-  return out;
-}
+  const absl::Status& status() const { return status_; }
+
+ private:
+  AuditSource* source_;
+  absl::Status status_;
+};
 
 std::string CheckpointLine(const Checkpoint& c) {
   return absl::StrCat("C\t", c.seq, "\t", ToHex(c.head), "\t", c.time_ns, "\t",
@@ -171,128 +159,142 @@ VerifyResult ChainVerifier::Finish() {
 
 // ---- AuditReader ----
 
-absl::StatusOr<std::unique_ptr<AuditReader>> AuditReader::Open(const std::string& db_path) {
-  if (!std::filesystem::exists(db_path)) {
-    return absl::NotFoundError(absl::StrCat("no audit database at ", db_path));
+std::string FilterConditions(const QueryFilter& f,
+                             const std::function<std::string(size_t)>& placeholder,
+                             const std::function<std::string(const std::string&)>& subject_condition,
+                             std::vector<SqlBind>* binds) {
+  std::vector<std::string> conds;
+  auto add = [&](const char* column, const char* op, SqlBind b) {
+    conds.push_back(absl::StrCat(column, " ", op, " ", placeholder(binds->size())));
+    binds->push_back(std::move(b));
+  };
+  auto text = [&](const char* column, const std::string& v) {
+    if (!v.empty()) add(column, "=", {true, v, 0});
+  };
+  if (f.from != absl::InfinitePast()) add("time_ns", ">=", {false, "", absl::ToUnixNanos(f.from)});
+  if (f.until != absl::InfiniteFuture()) {
+    add("time_ns", "<", {false, "", absl::ToUnixNanos(f.until)});
   }
-  std::unique_ptr<AuditReader> r(new AuditReader());
-  if (sqlite3_open_v2(db_path.c_str(), &r->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    return DbError(r->db_, absl::StrCat("cannot open audit database ", db_path));
+  text("sender", f.sender);
+  text("recipient", f.recipient);
+  text("message_type", f.message_type);
+  text("agreement_id", f.agreement_id);
+  text("trace_id", f.trace_id);
+  if (f.decision != v1::DECISION_UNSPECIFIED) {
+    add("decision", "=", {false, "", static_cast<int64_t>(f.decision)});
   }
-  sqlite3_busy_timeout(r->db_, 5000);
-  sqlite3_exec(r->db_, "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536", nullptr, nullptr,
-               nullptr);
-  Statement check(r->db_, "SELECT 1 FROM records LIMIT 1");
-  if (!check.ok()) return DbError(r->db_, absl::StrCat(db_path, " is not an audit database"));
-  return r;
+  if (!f.data_subject.empty()) {
+    conds.push_back(subject_condition(placeholder(binds->size())));
+    binds->push_back({false, "", PseudonymKey(f.data_subject)});
+  }
+  if (!f.party_oin.empty()) {
+    std::string c = "(";
+    for (const char* column : {"sender", "recipient", "authenticated_oin"}) {
+      absl::StrAppend(&c, c.size() > 1 ? " OR " : "", column, " = ", placeholder(binds->size()));
+      binds->push_back({true, f.party_oin, 0});
+    }
+    conds.push_back(c + ")");
+  }
+  if (conds.empty()) return "TRUE";
+  return absl::StrJoin(conds, " AND ");
 }
 
-AuditReader::~AuditReader() { sqlite3_close(db_); }
+std::string ChainDirectory(const std::string& chain) {
+  bool plain = !chain.empty() && chain != "." && chain != "..";
+  for (char c : chain) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      plain = false;
+    }
+  }
+  return plain ? chain : absl::StrCat("x", ToHex(chain));
+}
+
+absl::StatusOr<std::unique_ptr<AuditReader>> AuditReader::Open(const std::string& db_path) {
+  absl::StatusOr<std::unique_ptr<AuditSource>> source = OpenSqliteAuditSource(db_path);
+  if (!source.ok()) return source.status();
+  return std::make_unique<AuditReader>(*std::move(source));
+}
+
+absl::StatusOr<std::unique_ptr<AuditReader>> AuditReader::OpenPostgres(
+    const pg::ConnectOptions& connect) {
+  absl::StatusOr<std::unique_ptr<AuditSource>> source = OpenPostgresAuditSource(connect);
+  if (!source.ok()) return source.status();
+  return std::make_unique<AuditReader>(*std::move(source));
+}
+
+absl::StatusOr<std::vector<std::string>> AuditReader::Chains() const { return source_->Chains(); }
 
 absl::Status AuditReader::Query(const QueryFilter& f,
                                 const std::function<bool(const AuditEntry&)>& each) const {
-  std::string sql = "SELECT seq, hash, record FROM records WHERE seq > ?";
-  struct Bind { bool is_text; std::string text; int64_t num; };
-  std::vector<Bind> binds{{false, "", f.after_seq}};
-  auto text = [&](const char* clause, const std::string& v) {
-    absl::StrAppend(&sql, " AND ", clause);
-    binds.push_back({true, v, 0});
-  };
-  if (f.from != absl::InfinitePast()) {
-    absl::StrAppend(&sql, " AND time_ns >= ?");
-    binds.push_back({false, "", absl::ToUnixNanos(f.from)});
-  }
-  if (f.until != absl::InfiniteFuture()) {
-    absl::StrAppend(&sql, " AND time_ns < ?");
-    binds.push_back({false, "", absl::ToUnixNanos(f.until)});
-  }
-  if (!f.sender.empty()) text("sender = ?", f.sender);
-  if (!f.recipient.empty()) text("recipient = ?", f.recipient);
-  if (!f.message_type.empty()) text("message_type = ?", f.message_type);
-  if (!f.agreement_id.empty()) text("agreement_id = ?", f.agreement_id);
-  if (!f.trace_id.empty()) text("trace_id = ?", f.trace_id);
-  if (f.decision != v1::DECISION_UNSPECIFIED) {
-    absl::StrAppend(&sql, " AND decision = ?");
-    binds.push_back({false, "", static_cast<int64_t>(f.decision)});
-  }
-  if (!f.data_subject.empty()) {
-    absl::StrAppend(&sql, " AND seq IN (SELECT seq FROM subjects WHERE pkey = ?)");
-    binds.push_back({false, "", PseudonymKey(f.data_subject)});
-  }
-  if (!f.party_oin.empty()) {
-    absl::StrAppend(&sql, " AND (sender = ? OR recipient = ? OR authenticated_oin = ?)");
-    for (int i = 0; i < 3; ++i) binds.push_back({true, f.party_oin, 0});
-  }
-  absl::StrAppend(&sql, " ORDER BY seq");
-  Statement st(db_, sql);
-  if (!st.ok()) return DbError(db_, "audit query");
-  for (size_t i = 0; i < binds.size(); ++i) {
-    const int idx = static_cast<int>(i) + 1;
-    if (binds[i].is_text) {
-      sqlite3_bind_text(st.get(), idx, binds[i].text.data(),
-                        static_cast<int>(binds[i].text.size()), SQLITE_STATIC);
-    } else {
-      sqlite3_bind_int64(st.get(), idx, binds[i].num);
-    }
-  }
   int64_t n = 0;
-  int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+  absl::Status parse_error;
+  absl::Status s = source_->Query(f, [&](const RecordRow& row) {
     AuditEntry e;
-    e.seq = sqlite3_column_int64(st.get(), 0);
-    e.hash = std::string(Blob(st.get(), 1));
-    absl::string_view bytes = Blob(st.get(), 2);
-    if (!e.record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      return absl::DataLossError(absl::StrCat("audit record ", e.seq, " does not parse"));
+    e.chain = std::string(row.chain);
+    e.time_ns = row.time_ns;
+    e.seq = row.seq;
+    e.hash = std::string(row.hash);
+    if (!e.record.ParseFromArray(row.bytes.data(), static_cast<int>(row.bytes.size()))) {
+      parse_error = absl::DataLossError(absl::StrCat(
+          "audit record ", e.chain.empty() ? "" : absl::StrCat(e.chain, "/"), e.seq,
+          " does not parse"));
+      return false;
     }
     if (!f.data_subject.empty() &&
         std::find(e.record.data_subjects().begin(), e.record.data_subjects().end(),
                   f.data_subject) == e.record.data_subjects().end()) {
-      continue;  // the index names it, the record does not: Verify() reports this
+      return true;  // the index names it, the record does not: Verify() reports this
     }
-    if (!each(e)) return absl::OkStatus();
-    if (f.limit > 0 && ++n >= f.limit) return absl::OkStatus();
-  }
-  if (rc != SQLITE_DONE) return DbError(db_, "audit query");
-  return absl::OkStatus();
+    if (!each(e)) return false;
+    return !(f.limit > 0 && ++n >= f.limit);
+  });
+  if (!s.ok()) return s;
+  return parse_error;
 }
 
-void AuditReader::CheckSubjectIndexExactly(ChainVerifier* v) const {
+absl::Status AuditReader::CheckSubjectIndexExactly(const std::string& chain,
+                                                   ChainVerifier* v) const {
   absl::flat_hash_set<std::pair<int64_t, int64_t>> index;
-  {
-    Statement st(db_, "SELECT seq, pkey FROM subjects");
-    while (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) {
-      index.insert({sqlite3_column_int64(st.get(), 0), sqlite3_column_int64(st.get(), 1)});
-    }
-  }
-  Statement st(db_, "SELECT seq, record FROM records ORDER BY seq");
+  absl::Status s = source_->SubjectIndex(
+      chain, [&](int64_t seq, int64_t key) { index.insert({seq, key}); });
+  if (!s.ok()) return s;
   v1::DecisionRecord r;
-  while (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) {
-    const int64_t seq = sqlite3_column_int64(st.get(), 0);
-    absl::string_view bytes = Blob(st.get(), 1);
-    if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) continue;
+  bool failed = false;
+  s = source_->Records(chain, 0, [&](const RecordRow& row) {
+    if (!r.ParseFromArray(row.bytes.data(), static_cast<int>(row.bytes.size()))) return true;
     for (const std::string& subject : r.data_subjects()) {
-      if (index.erase({seq, PseudonymKey(subject)}) == 0) {
-        v->Fail(seq, absl::StrCat("record ", seq,
-                                  ": a data subject was removed from the index (hidden from "
-                                  "queries by BSN)"));
-        return;
+      if (index.erase({row.seq, PseudonymKey(subject)}) == 0) {
+        v->Fail(row.seq, absl::StrCat("record ", row.seq,
+                                      ": a data subject was removed from the index (hidden from "
+                                      "queries by BSN)"));
+        failed = true;
+        return false;
       }
     }
-  }
+    return true;
+  });
+  if (!s.ok() || failed) return s;
   int64_t worst = INT64_MAX;
   for (const auto& k : index) worst = std::min(worst, k.first);
   if (worst != INT64_MAX) {
     v->Fail(worst, absl::StrCat("the data subject index names record ", worst,
                                 " for a subject the record does not hold"));
   }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<VerifyResult> AuditReader::Verify(
-    std::vector<const SignatureVerifier*> keys) const {
-  ChainVerifier v(std::move(keys));
-  for (const Checkpoint& c : ReadCheckpoints(db_)) v.AddCheckpoint(c);
+absl::StatusOr<VerifyResult> AuditReader::VerifyChain(
+    const std::string& chain, const std::vector<const SignatureVerifier*>& keys) const {
+  ChainVerifier v(keys);
+  absl::StatusOr<std::vector<Checkpoint>> checkpoints = source_->Checkpoints(chain);
+  if (!checkpoints.ok()) return checkpoints.status();
+  for (const Checkpoint& c : *checkpoints) {
+    v.AddCheckpoint(c);
+    if (source_->multi_chain() && c.instance_id != chain) {
+      v.Fail(c.seq, absl::StrCat("checkpoint at seq ", c.seq, " was signed for instance \"",
+                                 c.instance_id, "\", not for this chain (moved between chains)"));
+    }
+  }
 
   // The subject index, so that hiding a record from a query by BSN is caught too: first a
   // cheap aggregate (count and sum of per-entry hashes); only when it differs, an exact pass
@@ -301,58 +303,89 @@ absl::StatusOr<VerifyResult> AuditReader::Verify(
   auto entry_hash = [](int64_t seq, int64_t key) {
     return static_cast<uint64_t>(absl::Hash<std::pair<int64_t, int64_t>>{}({seq, key}));
   };
-  {
-    Statement st(db_, "SELECT seq, pkey FROM subjects");
-    if (!st.ok()) return DbError(db_, "audit verify");
-    while (sqlite3_step(st.get()) == SQLITE_ROW) {
-      index_sum += entry_hash(sqlite3_column_int64(st.get(), 0), sqlite3_column_int64(st.get(), 1));
-      ++index_count;
-    }
-  }
-  Statement st(db_,
-          "SELECT seq, record, hash, time_ns, sender, recipient, authenticated_oin, "
-          "message_type, agreement_id, decision, trace_id FROM records ORDER BY seq");
-  if (!st.ok()) return DbError(db_, "audit verify");
+  absl::Status s = source_->SubjectIndex(chain, [&](int64_t seq, int64_t key) {
+    index_sum += entry_hash(seq, key);
+    ++index_count;
+  });
+  if (!s.ok()) return s;
   v1::DecisionRecord r;
-  int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    const int64_t seq = sqlite3_column_int64(st.get(), 0);
-    absl::string_view bytes = Blob(st.get(), 1);
-    if (!v.AddRecord(seq, bytes, Blob(st.get(), 2))) break;
-    if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+  s = source_->Records(chain, 0, [&](const RecordRow& row) {
+    const int64_t seq = row.seq;
+    if (!v.AddRecord(seq, row.bytes, row.hash)) return false;
+    if (!r.ParseFromArray(row.bytes.data(), static_cast<int>(row.bytes.size()))) {
       v.Fail(seq, absl::StrCat("record ", seq, " does not parse"));
-      break;
+      return false;
     }
     const std::string& recipient = r.recipient_oin().empty() ? r.recipient() : r.recipient_oin();
-    auto col = [&](int i, const std::string& want) {
-      absl::string_view got(reinterpret_cast<const char*>(sqlite3_column_text(st.get(), i)),
-                            static_cast<size_t>(sqlite3_column_bytes(st.get(), i)));
-      return got == want;
-    };
-    if (sqlite3_column_int64(st.get(), 3) !=
-            google::protobuf::util::TimeUtil::TimestampToNanoseconds(r.time()) ||
-        !col(4, r.sender()) || !col(5, recipient) || !col(6, r.authenticated_oin()) ||
-        !col(7, r.message_type()) || !col(8, r.agreement_id()) ||
-        sqlite3_column_int(st.get(), 9) != static_cast<int>(r.decision()) ||
-        !col(10, r.trace_id())) {
+    if (row.time_ns != google::protobuf::util::TimeUtil::TimestampToNanoseconds(r.time()) ||
+        row.sender != r.sender() || row.recipient != recipient ||
+        row.authenticated_oin != r.authenticated_oin() || row.message_type != r.message_type() ||
+        row.agreement_id != r.agreement_id() || row.decision != static_cast<int>(r.decision()) ||
+        row.trace_id != r.trace_id()) {
       v.Fail(seq, absl::StrCat("record ", seq,
                                ": its indexed columns were altered (they differ from the "
                                "chained record)"));
-      break;
+      return false;
     }
     for (const std::string& subject : r.data_subjects()) {
       record_sum += entry_hash(seq, PseudonymKey(subject));
       ++record_count;
     }
-  }
-  if (!v.failed() && rc != SQLITE_ROW && rc != SQLITE_DONE) return DbError(db_, "audit verify");
+    return true;
+  });
+  if (!s.ok() && !v.failed()) return s;
   if (!v.failed() && (index_sum != record_sum || index_count != record_count)) {
-    CheckSubjectIndexExactly(&v);
+    s = CheckSubjectIndexExactly(chain, &v);
+    if (!s.ok()) return s;
   }
   return v.Finish();
 }
 
-absl::StatusOr<std::string> AuditReader::Export(const std::string& dir) const {
+absl::StatusOr<VerifyResult> AuditReader::Verify(
+    std::vector<const SignatureVerifier*> keys) const {
+  ReadSnapshot snapshot(source_.get());
+  if (!snapshot.status().ok()) return snapshot.status();
+  absl::StatusOr<std::vector<std::string>> chains = source_->Chains();
+  if (!chains.ok()) return chains.status();
+  VerifyResult total;
+  for (const std::string& chain : *chains) {
+    absl::StatusOr<VerifyResult> one = VerifyChain(chain, keys);
+    if (!one.ok()) return one.status();
+    total.chains.push_back({chain, one->records, one->checkpoints, one->first_seq,
+                            one->last_seq, one->unsigned_tail});
+    total.records += one->records;
+    total.checkpoints += one->checkpoints;
+    total.unsigned_tail += one->unsigned_tail;
+    if (chains->size() == 1 || !one->intact) {
+      total.first_seq = one->first_seq;
+      total.last_seq = one->last_seq;
+    }
+    if (!one->intact && total.intact) {
+      total.intact = false;
+      total.first_bad_seq = one->first_bad_seq;
+      total.bad_chain = chain;
+      total.problem = source_->multi_chain()
+                          ? absl::StrCat("chain ", chain, ": ", one->problem)
+                          : one->problem;
+    }
+  }
+  return total;
+}
+
+absl::StatusOr<std::string> AuditReader::Export(const std::string& dir,
+                                                const std::string& chain_name) const {
+  std::string chain = chain_name;
+  if (chain.empty() && source_->multi_chain()) {
+    absl::StatusOr<std::vector<std::string>> chains = source_->Chains();
+    if (!chains.ok()) return chains.status();
+    if (chains->size() > 1) {
+      return absl::InvalidArgumentError("the audit log holds several chains: name one to export");
+    }
+    if (!chains->empty()) chain = chains->front();
+  }
+  ReadSnapshot snapshot(source_.get());
+  if (!snapshot.status().ok()) return snapshot.status();
+  absl::Status s;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   // Where the previous export ended.
@@ -369,31 +402,30 @@ absl::StatusOr<std::string> AuditReader::Export(const std::string& dir) const {
       }
     }
   }
-  int64_t first_in_db = 0;
-  {
-    Statement st(db_, "SELECT min(seq), max(seq) FROM records");
-    if (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) first_in_db = sqlite3_column_int64(st.get(), 0);
-  }
-  if (first_in_db > last + 1) {
+  absl::StatusOr<int64_t> first_in_db = source_->FirstSeq(chain);
+  if (!first_in_db.ok()) return first_in_db.status();
+  if (*first_in_db > last + 1) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "records ", last + 1, "..", first_in_db - 1,
+        "records ", last + 1, "..", *first_in_db - 1,
         " were deleted by retention before they were exported; start a new export directory"));
   }
-  Statement st(db_, "SELECT seq, hash, record FROM records WHERE seq > ? ORDER BY seq");
-  if (!st.ok()) return DbError(db_, "audit export");
-  sqlite3_bind_int64(st.get(), 1, last);
   std::string body;
   int64_t first = 0, end = last;
-  while (sqlite3_step(st.get()) == SQLITE_ROW) {
-    const int64_t seq = sqlite3_column_int64(st.get(), 0);
-    if (first == 0) first = seq;
-    end = seq;
-    absl::StrAppend(&body, "R\t", seq, "\t", ToHex(Blob(st.get(), 1)), "\t",
-                    absl::Base64Escape(Blob(st.get(), 2)), "\n");
-  }
+  s = source_->Records(chain, last, [&](const RecordRow& row) {
+    if (first == 0) first = row.seq;
+    end = row.seq;
+    absl::StrAppend(&body, "R\t", row.seq, "\t", ToHex(row.hash), "\t",
+                    absl::Base64Escape(row.bytes), "\n");
+    return true;
+  });
+  if (!s.ok()) return s;
   if (first == 0) return std::string();
+  absl::StatusOr<std::vector<Checkpoint>> checkpoints = source_->Checkpoints(chain);
+  if (!checkpoints.ok()) return checkpoints.status();
+  std::sort(checkpoints->begin(), checkpoints->end(),
+            [](const Checkpoint& a, const Checkpoint& b) { return a.seq < b.seq; });
   std::string out = "#knooppunt-audit-export v1\n";
-  for (const Checkpoint& c : ReadCheckpoints(db_)) {
+  for (const Checkpoint& c : *checkpoints) {
     if (c.seq >= first - 1 && c.seq <= end) absl::StrAppend(&out, CheckpointLine(c));
   }
   absl::StrAppend(&out, body);

@@ -1,12 +1,29 @@
 #include "gateway/audit/audit_wiring.h"
 
+#include "absl/strings/str_cat.h"
 #include "gateway/audit/audit_log.h"
+#include "gateway/audit/audit_reader.h"
 #include "gateway/common/log.h"
+#include "gateway/common/pg_util.h"
 
 namespace knooppunt::audit {
 namespace {
 absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::StatusOr<pg::ConnectOptions> ConnectOptions(const config::v1::PostgresConfig& c,
+                                                  const std::string& instance_id) {
+  pg::ConnectOptions o;
+  o.conninfo = c.conninfo();
+  if (!c.password_file().empty()) {
+    absl::StatusOr<std::string> password = pg::ReadPasswordFile(c.password_file());
+    if (!password.ok()) return password.status();
+    o.password = *password;
+  }
+  if (c.has_connect_timeout()) o.connect_timeout = FromProto(c.connect_timeout());
+  o.application_name = absl::StrCat(instance_id, "/audit");
+  return o;
 }
 }  // namespace
 
@@ -23,6 +40,11 @@ absl::StatusOr<std::unique_ptr<DecisionLog>> OpenDecisionLog(
   const config::v1::AuditConfig& a = config.audit();
   AuditLogOptions options;
   options.db_path = a.db_path();
+  if (a.has_postgres()) {
+    absl::StatusOr<pg::ConnectOptions> connect = ConnectOptions(a.postgres(), config.instance_id());
+    if (!connect.ok()) return connect.status();
+    options.postgres = *connect;
+  }
   absl::StatusOr<std::string> key = ReadHmacKeyFile(a.hmac_key_file());
   if (!key.ok()) return key.status();
   options.hmac_key = *key;
@@ -50,8 +72,19 @@ absl::StatusOr<std::unique_ptr<AuditorService>> MakeAuditorService(
   absl::StatusOr<std::unique_ptr<SignatureVerifier>> key =
       SignatureVerifier::FromPemFile(config.audit().signing_key_file());
   if (!key.ok()) return key.status();
-  return std::make_unique<AuditorService>(config.audit().db_path(), *std::move(key), policy,
-                                          authenticator);
+  const config::v1::AuditConfig& a = config.audit();
+  if (!a.has_postgres()) {
+    return std::make_unique<AuditorService>(a.db_path(), *std::move(key), policy, authenticator);
+  }
+  // Reads with the read-only role when configured; one connection per call (auditor calls
+  // are rare, and a lost database then costs nothing until the next call).
+  absl::StatusOr<pg::ConnectOptions> connect = ConnectOptions(
+      a.has_postgres_reader() ? a.postgres_reader() : a.postgres(), config.instance_id());
+  if (!connect.ok()) return connect.status();
+  connect->application_name = absl::StrCat(config.instance_id(), "/auditor");
+  return std::make_unique<AuditorService>(
+      [connect = *connect]() { return AuditReader::OpenPostgres(connect); }, *std::move(key),
+      policy, authenticator);
 }
 
 }  // namespace knooppunt::audit

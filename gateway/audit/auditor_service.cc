@@ -63,6 +63,8 @@ class QueryStream final : public grpc::ServerWriteReactor<v1::AuditEntry> {
       out.set_hash(ToHex(e.hash));
       page_.push_back(std::move(out));
       filter_.after_seq = e.seq;
+      filter_.after_chain = e.chain;
+      filter_.after_time_ns = e.time_ns;
       ++got;
       return true;
     });
@@ -132,7 +134,7 @@ grpc::ServerWriteReactor<v1::AuditEntry>* AuditorService::Query(
   f.data_subject = request->data_subject();
   f.limit = request->limit();
   if (caller->role != Role::kAuditor) f.party_oin = caller->oin;
-  absl::StatusOr<std::unique_ptr<AuditReader>> reader = AuditReader::Open(db_path_);
+  absl::StatusOr<std::unique_ptr<AuditReader>> reader = open_reader_();
   if (!reader.ok()) return new Refused(ToGrpc(reader.status()));
   Log(LogLevel::kInfo, "audit_query",
       {{"caller", caller->oin}, {"role", caller->role == Role::kAuditor ? "auditor" : "party"}});
@@ -153,7 +155,7 @@ grpc::ServerUnaryReactor* AuditorService::Verify(grpc::CallbackServerContext* co
                                  "only auditor certificates may verify the audit log"));
     return reactor;
   }
-  absl::StatusOr<std::unique_ptr<AuditReader>> reader = AuditReader::Open(db_path_);
+  absl::StatusOr<std::unique_ptr<AuditReader>> reader = open_reader_();
   if (!reader.ok()) {
     reactor->Finish(ToGrpc(reader.status()));
     return reactor;

@@ -9,16 +9,20 @@
 //  - any other registered organisation: Query returns only records that name its OIN (as
 //    authenticated caller, sender or recipient); Verify is PERMISSION_DENIED.
 //  - unregistered or certificate without OIN: PERMISSION_DENIED / UNAUTHENTICATED.
-//  - The service has no method that writes anything; it opens the database read-only.
+//  - The service has no method that writes anything; it opens the database read-only (SQLite)
+//    or reads with the configured read-only role (PostgreSQL, audit.postgres_reader), and
+//    then covers every replica's chain (Query in time order, Verify of all chains).
 //  - A data_subject filter that is a BSN in clear is refused (INVALID_ARGUMENT).
 // Callback API; Query streams in pages of 256 records read as the client consumes them.
 #ifndef KNOOPPUNT_GATEWAY_AUDIT_AUDITOR_SERVICE_H_
 #define KNOOPPUNT_GATEWAY_AUDIT_AUDITOR_SERVICE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "gateway/audit/audit_crypto.h"
+#include "gateway/audit/audit_reader.h"
 #include "gateway/identity/peer_identity.h"
 #include "gateway/policy/policy_store.h"
 #include "knooppunt/audit/v1/auditor.grpc.pb.h"
@@ -32,7 +36,15 @@ class AuditorService final : public v1::Auditor::CallbackService {
   AuditorService(std::string db_path, std::unique_ptr<SignatureVerifier> key,
                  const policy::PolicyStore* policy,
                  const identity::PeerAuthenticator* authenticator)
-      : db_path_(std::move(db_path)), key_(std::move(key)), policy_(policy),
+      : AuditorService([db_path = std::move(db_path)] { return AuditReader::Open(db_path); },
+                       std::move(key), policy, authenticator) {}
+  // Any storage: `open_reader` opens a reader per call (called on gRPC threads; must be
+  // thread-safe).
+  using ReaderFactory = std::function<absl::StatusOr<std::unique_ptr<AuditReader>>()>;
+  AuditorService(ReaderFactory open_reader, std::unique_ptr<SignatureVerifier> key,
+                 const policy::PolicyStore* policy,
+                 const identity::PeerAuthenticator* authenticator)
+      : open_reader_(std::move(open_reader)), key_(std::move(key)), policy_(policy),
         authenticator_(authenticator) {}
 
   grpc::ServerWriteReactor<v1::AuditEntry>* Query(grpc::CallbackServerContext* context,
@@ -50,7 +62,7 @@ class AuditorService final : public v1::Auditor::CallbackService {
   absl::StatusOr<Caller> Authorise(const grpc::CallbackServerContext& context) const;
 
  private:
-  const std::string db_path_;
+  const ReaderFactory open_reader_;
   const std::unique_ptr<SignatureVerifier> key_;
   const policy::PolicyStore* const policy_;
   const identity::PeerAuthenticator* const authenticator_;

@@ -97,9 +97,23 @@ void DeliveryScheduler::AddLocked(store::MessageRecord record,
   Message& msg = it->second;
   bool head = true;
   if (!msg.order_key.empty()) {
+    // In seq (acceptance) order: a message claimed later — given to this gateway by another
+    // replica's Send, or taken over — can be older than one of its conversation that this
+    // gateway accepted (and was handed) meanwhile. It overtakes a head not yet in delivery.
     std::deque<int64_t>& q = order_[msg.order_key];
-    q.push_back(seq);
-    head = q.size() == 1;
+    auto pos = std::upper_bound(q.begin(), q.end(), seq);
+    if (pos == q.begin() && !q.empty()) {
+      auto old = messages_.find(q.front());
+      if (old != messages_.end() && old->second.in_flight) {
+        ++pos;  // a delivery under way cannot be overtaken
+      } else if (old != messages_.end() && old->second.ready) {
+        recipients_[old->second.header.recipient].ready.erase(
+            {old->second.next_attempt, q.front()});
+        old->second.ready = false;  // ready again when the new head is final
+      }
+    }
+    head = pos == q.begin();
+    q.insert(pos, seq);
   }
   if (head) MakeReadyLocked(msg, absl::Now());
   wake_ = true;

@@ -139,7 +139,9 @@ class MeldingCall final : public grpc::ServerUnaryReactor {
     *receipt_.mutable_accepted_at() = ToTimestamp(stored_->record.accepted_at);
     receipt_.set_agreement_id(stored_->record.agreement_id);
     receipt_.set_duplicate(stored_->duplicate);
-    if (!stored_->duplicate) {
+    // A message given to another replica (a shared store: that replica delivers the
+    // conversation it belongs to) is not delivered here; its owner claims it.
+    if (!stored_->duplicate && stored_->owned) {
       service_.delivery_->Enqueue(std::move(stored_->record), std::move(envelope_));
     }
     Complete(grpc::Status::OK);

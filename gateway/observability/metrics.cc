@@ -88,6 +88,13 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                                         "certificates seen at authentication, role=endpoint "
                                         "for endpoint certificates seen at the handshake")
                                   .Register(*registry_);
+  peer_connections_limited_ = &prometheus::BuildCounter()
+                                   .Name("knooppunt_peer_connections_limited_total")
+                                   .Help("Accepted connections shut down because their peer "
+                                         "address held more than "
+                                         "limits.max_connections_per_peer")
+                                   .Register(*registry_)
+                                   .Add({});
   queue_bytes_ = &prometheus::BuildGauge()
                       .Name("knooppunt_melding_queue_bytes")
                       .Help("Envelope bytes of the meldingen stored and not yet delivered")
@@ -181,6 +188,10 @@ void Metrics::OnAuditWrite(absl::Duration enqueue_to_durable, bool ok) {
 void Metrics::SetPeerCertificateExpiry(const std::string& role, const std::string& oin,
                                        double seconds) {
   peer_certificate_expiry_->Add({{"role", role}, {"oin", oin}}).Set(seconds);
+}
+
+void Metrics::OnPeerConnectionsLimited(int n) {
+  if (n > 0) peer_connections_limited_->Increment(n);
 }
 
 void Metrics::SetQueue(uint64_t messages, uint64_t bytes, absl::Duration oldest_age) {

@@ -21,6 +21,9 @@
 //                                                                      → group commit durable)
 //   knooppunt_peer_certificate_expiry_seconds{role,oin}              (organisation / endpoint
 //                                                                      certificates seen)
+//   knooppunt_peer_connections_limited_total                         (accepted connections
+//                                                                      shut down over
+//                                                                      limits.max_connections_per_peer)
 #ifndef KNOOPPUNT_GATEWAY_OBSERVABILITY_METRICS_H_
 #define KNOOPPUNT_GATEWAY_OBSERVABILITY_METRICS_H_
 
@@ -70,6 +73,8 @@ class Metrics : public ExchangeMetricsSink, public AuditMetricsSink {
   // Seconds until a peer's certificate expires (negative: expired); `role` "organisation"
   // or "endpoint". The caller bounds the number of (role, oin) pairs.
   void SetPeerCertificateExpiry(const std::string& role, const std::string& oin, double seconds);
+  // `n` accepted connections were shut down for exceeding limits.max_connections_per_peer.
+  void OnPeerConnectionsLimited(int n);
 
  private:
   static constexpr int kOperations = 3;  // Request, Send, other
@@ -95,6 +100,7 @@ class Metrics : public ExchangeMetricsSink, public AuditMetricsSink {
   std::array<prometheus::Counter*, kCodes> delivery_attempts_{};
   std::array<prometheus::Histogram*, 2> audit_write_{};  // [0] failed, [1] ok
   prometheus::Family<prometheus::Gauge>* peer_certificate_expiry_ = nullptr;
+  prometheus::Counter* peer_connections_limited_ = nullptr;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<PerType>> by_type_ ABSL_GUARDED_BY(mu_);
 };

@@ -50,11 +50,24 @@ absl::StatusOr<config::v1::GatewayConfig> LoadGatewayConfig(const std::string& p
   Resolve(base, cfg.mutable_decision_log()->mutable_path());
   if (cfg.has_audit()) {  // the tamper-evident audit log (gateway/audit/audit_log.h)
     auto* audit = cfg.mutable_audit();
-    if (audit->db_path().empty() || audit->hmac_key_file().empty() ||
+    if ((audit->db_path().empty() && !audit->has_postgres()) || audit->hmac_key_file().empty() ||
         audit->signing_key_file().empty()) {
-      return source->Error("audit", "audit needs db_path, hmac_key_file and signing_key_file");
+      return source->Error("audit",
+                           "audit needs db_path (or postgres), hmac_key_file and signing_key_file");
     }
-    Resolve(base, audit->mutable_db_path());
+    if (audit->has_postgres() && audit->postgres().conninfo().empty()) {
+      return source->Error("audit", "audit.postgres needs conninfo");
+    }
+    if (audit->has_postgres_reader() && audit->postgres_reader().conninfo().empty()) {
+      return source->Error("audit", "audit.postgres_reader needs conninfo");
+    }
+    if (!audit->db_path().empty()) Resolve(base, audit->mutable_db_path());
+    if (!audit->postgres().password_file().empty()) {
+      Resolve(base, audit->mutable_postgres()->mutable_password_file());
+    }
+    if (!audit->postgres_reader().password_file().empty()) {
+      Resolve(base, audit->mutable_postgres_reader()->mutable_password_file());
+    }
     Resolve(base, audit->mutable_hmac_key_file());
     Resolve(base, audit->mutable_signing_key_file());
     if (audit->checkpoint_every_records() == 0) audit->set_checkpoint_every_records(1000);
@@ -62,6 +75,13 @@ absl::StatusOr<config::v1::GatewayConfig> LoadGatewayConfig(const std::string& p
   }
   if (cfg.melding().store_path().empty()) cfg.mutable_melding()->set_store_path("meldingen.db");
   Resolve(base, cfg.mutable_melding()->mutable_store_path());
+  if (cfg.melding().has_postgres()) {  // replicas sharing one database (pg_message_store.h)
+    if (cfg.melding().postgres().conninfo().empty()) {
+      return source->Error("melding.postgres",
+                           "melding.postgres needs conninfo (a libpq connection string)");
+    }
+    Resolve(base, cfg.mutable_melding()->mutable_postgres()->mutable_password_file());
+  }
   for (std::string& f : *cfg.mutable_descriptor_set_files()) Resolve(base, &f);
   if (!cfg.has_policy_watch_interval()) cfg.mutable_policy_watch_interval()->set_seconds(2);
   if (!cfg.has_shutdown_grace()) cfg.mutable_shutdown_grace()->set_seconds(10);

@@ -221,6 +221,15 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen()));
   }
   if (gw->connections_) gw->connections_->SetListeningPort(gw->port_);
+  // Connections per peer address: the newest above the limit are shut down, handshake done
+  // or not (gateway/identity/peer_connection_limit.h).
+  if (config.limits().max_connections_per_peer() > 0) {
+    gw->peer_connection_limit_ = std::make_unique<identity::PeerConnectionLimit>(
+        config.limits().max_connections_per_peer(),
+        identity::PeerConnectionLimit::kDefaultInterval,
+        [metrics = gw->metrics_.get()](int n) { metrics->OnPeerConnectionsLimited(n); });
+    gw->peer_connection_limit_->SetListeningPort(gw->port_);
+  }
   if (gw->metrics_->port() != 0) {
     Log(LogLevel::kInfo, "metrics_listening",
         {{"listen", config.metrics().listen()}, {"port", absl::StrCat(gw->metrics_->port())}});
@@ -264,7 +273,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
                                                 : absl::OkStatus();
                       }});
     probes.push_back({"certificates", [self] { return self->certificates_->Check(absl::Now()); }});
-    if (config.has_audit()) {
+    if (config.has_audit() && !config.audit().has_postgres()) {  // PostgreSQL: fails closed itself
       probes.push_back({"audit_log", [path = config.audit().db_path()] { return Writable(path); }});
     }
     probes.push_back(
@@ -341,6 +350,7 @@ void GatewayServer::WatchPolicy(absl::Duration interval) {
 
 GatewayServer::~GatewayServer() {
   if (crls_) crls_->SetOnChange(nullptr);  // connections_ goes before crls_
+  peer_connection_limit_.reset();  // no scan of the port while the server goes
   health_.reset();  // its thread sets the server's health status
   stop_watching_.Notify();
   if (watcher_.joinable()) watcher_.join();

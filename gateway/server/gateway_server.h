@@ -26,6 +26,7 @@
 #include "gateway/forward/endpoint_channels.h"
 #include "gateway/identity/connection_registry.h"
 #include "gateway/identity/crl_watcher.h"
+#include "gateway/identity/peer_connection_limit.h"
 #include "gateway/identity/peer_identity.h"
 #include "gateway/observability/certificate_watch.h"
 #include "gateway/observability/health_monitor.h"
@@ -86,6 +87,8 @@ class GatewayServer {
   std::unique_ptr<identity::CrlWatcher> crls_;  // only with tls.crl_directory
   // Shuts down connections of revoked clients (with crls_; after it, before server_).
   std::unique_ptr<identity::ConnectionRegistry> connections_;
+  // limits.max_connections_per_peer (only when set; after metrics_, which it reports to).
+  std::unique_ptr<identity::PeerConnectionLimit> peer_connection_limit_;
   std::unique_ptr<identity::PeerAuthenticator> authenticator_;
   std::unique_ptr<audit::DecisionLog> decision_log_;
   std::unique_ptr<audit::AuditorService> auditor_;  // only with an audit: section

@@ -22,6 +22,9 @@ ABSL_FLAG(std::string, config, "", "path to gateway.yaml");
 ABSL_FLAG(std::string, port_file, "",
           "write the port actually listened on to this file once serving (for listen port 0)");
 ABSL_FLAG(bool, check, false, "validate the configuration and exit");
+ABSL_FLAG(std::string, instance_id, "",
+          "overrides instance_id of the configuration: replicas started from one file need "
+          "names of their own (Kubernetes: --instance_id=$(POD_NAME))");
 
 int main(int argc, char** argv) {
   using knooppunt::Log;
@@ -41,6 +44,9 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     Log(LogLevel::kError, "config_invalid", {{"error", std::string(config.status().message())}});
     return 1;
+  }
+  if (!absl::GetFlag(FLAGS_instance_id).empty()) {
+    config->set_instance_id(absl::GetFlag(FLAGS_instance_id));
   }
   if (absl::GetFlag(FLAGS_check)) {
     absl::StatusOr<std::unique_ptr<google::protobuf::DescriptorPool>> types =

@@ -9,6 +9,8 @@
 #include "gateway/common/log.h"
 #include "gateway/exchange/envelope_check.h"
 #include "google/protobuf/util/time_util.h"
+#include "gateway/common/pg_util.h"
+#include "gateway/store/pg_message_store.h"
 #include "gateway/store/sqlite_message_store.h"
 
 namespace knooppunt::server {
@@ -100,8 +102,9 @@ absl::Status RecordResumed(const MeldingDependencies& deps,
     }
     audit::v1::DecisionRecord r = DeliveryEventRecord(deps, header, envelope, now);
     r.set_event("resumed");
-    r.set_reason(absl::StrCat("accepted earlier (before a restart, or by a gateway that "
-                              "stopped); delivery resumes after ", header.attempts,
+    r.set_reason(absl::StrCat("accepted earlier (before a restart, by a gateway that "
+                              "stopped, or by another replica for a conversation this one "
+                              "delivers); delivery resumes after ", header.attempts,
                               " attempt(s)"));
     deps.decision_log->RecordAsync(r, [&](absl::Status s) {
       absl::MutexLock lock(&mu);
@@ -124,20 +127,71 @@ absl::Status RecordResumed(const MeldingDependencies& deps,
 absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
                             const MeldingDependencies& deps, Meldingen* out) {
   const policy::PolicyStore* policy = deps.policy;
-  store::SqliteStoreOptions store_options;
-  store_options.path = config.store_path().empty() ? "meldingen.db" : config.store_path();
-  if (config.max_pending_messages() > 0) {
-    store_options.max_pending_messages = config.max_pending_messages();
-  }
-  if (config.max_pending_bytes() > 0) store_options.max_pending_bytes = config.max_pending_bytes();
-  store_options.retain_final =
-      Or(config.retain_final(), config.has_retain_final(), store_options.retain_final);
-  absl::StatusOr<std::unique_ptr<store::SqliteMessageStore>> opened =
-      store::SqliteMessageStore::Open(store_options);
-  if (!opened.ok()) return opened.status();
-  out->store = *std::move(opened);
-
   delivery::DeliveryOptions options;
+  std::string store_name;  // for the log
+  if (config.has_postgres()) {
+    // Replicas sharing one PostgreSQL database (gateway/store/pg_message_store.h).
+    const config::v1::PostgresConfig& pg_config = config.postgres();
+    if (pg_config.conninfo().empty()) {
+      return absl::InvalidArgumentError(
+          "melding.postgres.conninfo is required (a libpq connection string, e.g. "
+          "\"host=db.example.nl dbname=knooppunt user=knooppunt_writer\")");
+    }
+    if (deps.instance_id.empty()) {
+      return absl::InvalidArgumentError(
+          "instance_id is required with melding.postgres: it names this replica, the owner "
+          "of the meldingen it delivers (unique per replica, stable across restarts)");
+    }
+    store::PgStoreOptions pg_options;
+    pg_options.connect.conninfo = pg_config.conninfo();
+    if (!pg_config.password_file().empty()) {
+      absl::StatusOr<std::string> password = pg::ReadPasswordFile(pg_config.password_file());
+      if (!password.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("melding.postgres.password_file: ", password.status().message()));
+      }
+      pg_options.connect.password = *std::move(password);
+    }
+    pg_options.connect.connect_timeout =
+        Or(pg_config.connect_timeout(), pg_config.has_connect_timeout(),
+           pg_options.connect.connect_timeout);
+    pg_options.connect.application_name = absl::StrCat(deps.instance_id, "/meldingen");
+    pg_options.instance_id = deps.instance_id;
+    pg_options.lease = Or(config.replica_lease(), config.has_replica_lease(), pg_options.lease);
+    if (pg_options.lease < absl::Seconds(1)) {
+      return absl::InvalidArgumentError("melding.replica_lease must be at least 1s");
+    }
+    if (config.max_pending_messages() > 0) {
+      pg_options.max_pending_messages = config.max_pending_messages();
+    }
+    if (config.max_pending_bytes() > 0) pg_options.max_pending_bytes = config.max_pending_bytes();
+    pg_options.retain_final =
+        Or(config.retain_final(), config.has_retain_final(), pg_options.retain_final);
+    absl::StatusOr<std::unique_ptr<store::PgMessageStore>> opened =
+        store::PgMessageStore::Open(pg_options);
+    if (!opened.ok()) return opened.status();
+    out->store = *std::move(opened);
+    // The lease is renewed at every claim: three claims per lease.
+    options.claim_interval = pg_options.lease / 3;
+    store_name = "postgres";
+  } else {
+    store::SqliteStoreOptions store_options;
+    store_options.path = config.store_path().empty() ? "meldingen.db" : config.store_path();
+    if (config.max_pending_messages() > 0) {
+      store_options.max_pending_messages = config.max_pending_messages();
+    }
+    if (config.max_pending_bytes() > 0) {
+      store_options.max_pending_bytes = config.max_pending_bytes();
+    }
+    store_options.retain_final =
+        Or(config.retain_final(), config.has_retain_final(), store_options.retain_final);
+    absl::StatusOr<std::unique_ptr<store::SqliteMessageStore>> opened =
+        store::SqliteMessageStore::Open(store_options);
+    if (!opened.ok()) return opened.status();
+    out->store = *std::move(opened);
+    store_name = store_options.path;
+  }
+
   if (config.max_in_flight_per_recipient() > 0) {
     options.max_in_flight_per_recipient = config.max_in_flight_per_recipient();
   }
@@ -178,7 +232,7 @@ absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
   const size_t recovered = out->delivery->pending();
   deps.exchange->AttachMeldingen(out->store.get(), out->delivery.get());
   Log(LogLevel::kInfo, "melding_store_open",
-      {{"path", store_options.path}, {"pending", absl::StrCat(recovered)}});
+      {{"path", store_name}, {"pending", absl::StrCat(recovered)}});
   return absl::OkStatus();
 }
 

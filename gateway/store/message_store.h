@@ -50,6 +50,13 @@ struct MessageRecord {
 struct AppendResult {
   MessageRecord record;  // the stored record (envelope left empty on a duplicate)
   bool duplicate = false;
+  // Whether the caller hands the new message to its delivery now. False only in a store
+  // shared by replicas (PostgreSQL), when a pending message of the same order key (sender,
+  // recipient, correlation_id) is owned by another replica — that replica then owns this one
+  // too — or is still to be handed to this one by its next ClaimWork(): either way the owner
+  // learns of it at its next ClaimWork(), after the older ones, and the caller must not hand
+  // it to its own delivery.
+  bool owned = true;
 };
 
 struct StoreStats {
@@ -94,7 +101,8 @@ class MessageStore {
   // loses its messages to the others once its lease lapses. ClaimWork() renews this
   // gateway's lease and returns the messages it has newly become the owner of, with their
   // envelopes, in seq order: at the first call (at start) every pending message it owns,
-  // later those taken over from a stopped gateway. Messages with the same order key (sender,
+  // later those taken over from a stopped gateway and those another replica's Append gave it
+  // (AppendResult::owned false there). Messages with the same order key (sender,
   // recipient, correlation_id) must have the same owner, so their order holds across
   // replicas. Called from the delivery scheduler's thread, at start and then periodically.
   // A store used by one gateway only returns every pending message at the first call and

@@ -20,21 +20,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct CliRun {
-  int exit_code;
-  std::string out;
-};
-
-CliRun Cli(const std::string& args) {
-  const std::string cmd = absl::StrCat(KNOOPPUNT_AUDIT_BIN, " ", args, " 2>&1");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using testing::CliRun;
+CliRun Cli(const std::string& args) { return testing::RunCli(KNOOPPUNT_AUDIT_BIN, args); }
 
 TEST(AuditCliTest, InitKeysVerifyQueryExport) {
   testing::ScratchKeys scratch;  // only for its directory

@@ -1,7 +1,11 @@
 // The audit log end to end through the real gateway binary: every decision lands in the
 // hash-chained SQLite log with the citizen as a pseudonym; the Auditor service answers "who
 // received data about this BSN" and verifies the log; role checks (auditor, operator, party);
-// fail closed when the log cannot be written (size-limited database, as a full disk).
+// fail closed when the log cannot be written (size-limited database, as a full disk). And with
+// audit.postgres: two gateway replicas share one PostgreSQL audit log (a chain each), the
+// Auditor service reads and verifies both chains with the read-only role, a third gateway with
+// a replica's instance_id does not start, and exchanges are refused while the database is
+// gone and served again when it is back.
 #include <sqlite3.h>
 
 #include <chrono>
@@ -19,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "knooppunt/audit/v1/auditor.grpc.pb.h"
 #include "tests/testing/gateway_harness.h"
+#include "tests/testing/postgres_server.h"
 #include "tests/testing/test_endpoint.h"
 #include "tests/testing/test_pki.h"
 
@@ -53,27 +58,49 @@ agreements:
 
 class AuditIntegrationTest : public ::testing::Test {
  protected:
-  void StartGateway(uint64_t max_db_bytes = 0) {
-    absl::StatusOr<std::unique_ptr<TestEndpoint>> brp = TestEndpoint::Start("brp");
-    ASSERT_TRUE(brp.ok()) << brp.status();
-    brp_ = *std::move(brp);
-    keys_dir_ = std::filesystem::temp_directory_path() /
-                absl::StrCat("kp-audit-it-", getpid(), "-", counter_++);
-    std::filesystem::create_directories(keys_dir_);
-    ASSERT_TRUE(audit::GenerateKeys(keys_dir_ + "/hmac.key", keys_dir_ + "/sign.key",
-                                    keys_dir_ + "/sign.pub")
-                    .ok());
-    db_ = keys_dir_ + "/audit.db";
+  // The gateway's files; with `pg`, its audit log is in that PostgreSQL server.
+  GatewayConfigFiles Files(uint64_t max_db_bytes = 0, const PostgresServer* pg = nullptr,
+                           const std::string& instance_id = "") {
+    if (brp_ == nullptr) {
+      absl::StatusOr<std::unique_ptr<TestEndpoint>> brp = TestEndpoint::Start("brp");
+      EXPECT_TRUE(brp.ok()) << brp.status();
+      if (brp.ok()) brp_ = *std::move(brp);
+    }
+    if (keys_dir_.empty()) {
+      keys_dir_ = std::filesystem::temp_directory_path() /
+                  absl::StrCat("kp-audit-it-", getpid(), "-", counter_++);
+      std::filesystem::create_directories(keys_dir_);
+      EXPECT_TRUE(audit::GenerateKeys(keys_dir_ + "/hmac.key", keys_dir_ + "/sign.key",
+                                      keys_dir_ + "/sign.pub")
+                      .ok());
+      db_ = keys_dir_ + "/audit.db";
+    }
     std::vector<TestOrganisation> orgs = DevPkiOrganisations();
     SetEndpoint(&orgs, kBrpOin, brp_->address());
     GatewayConfigFiles files;
     files.registry_yaml = RegistryYaml(orgs);
     files.agreement_files["brp.yaml"] = kAgreements;
+    files.instance_id = instance_id;
     files.extra_gateway_yaml =
-        absl::StrCat("\naudit:\n  db_path: ", db_, "\n  hmac_key_file: ", keys_dir_,
-                     "/hmac.key\n  signing_key_file: ", keys_dir_,
-                     "/sign.key\n  checkpoint_every_records: 4\n  checkpoint_every: 1s\n");
+        absl::StrCat("\naudit:\n  hmac_key_file: ", keys_dir_, "/hmac.key\n  signing_key_file: ",
+                     keys_dir_, "/sign.key\n  checkpoint_every_records: 4\n  checkpoint_every: 1s\n");
+    if (pg == nullptr) {
+      absl::StrAppend(&files.extra_gateway_yaml, "  db_path: ", db_, "\n");
+    } else {
+      for (const char* role : {"knooppunt_writer", "knooppunt_auditor"}) {
+        absl::StrAppend(&files.extra_gateway_yaml,
+                        role == std::string("knooppunt_writer") ? "  postgres:\n"
+                                                                : "  postgres_reader:\n",
+                        "    conninfo: \"", pg->Conninfo(role), "\"\n    password_file: ",
+                        pg->PasswordFile(role), "\n    connect_timeout: 1s\n");
+      }
+    }
     if (max_db_bytes > 0) absl::StrAppend(&files.extra_gateway_yaml, "  max_db_bytes: ", max_db_bytes, "\n");
+    return files;
+  }
+  void StartGateway(uint64_t max_db_bytes = 0) {
+    GatewayConfigFiles files = Files(max_db_bytes);
+    ASSERT_NE(brp_, nullptr);
     absl::StatusOr<std::unique_ptr<GatewayProcess>> gw = GatewayProcess::Start(files);
     ASSERT_TRUE(gw.ok()) << gw.status();
     gateway_ = *std::move(gw);
@@ -85,15 +112,16 @@ class AuditIntegrationTest : public ::testing::Test {
     if (!keys_dir_.empty()) std::filesystem::remove_all(keys_dir_, ec);
   }
 
-  std::shared_ptr<grpc::Channel> ChannelFor(absl::string_view stem) {
+  // To `gw` (default: gateway_).
+  std::shared_ptr<grpc::Channel> ChannelFor(absl::string_view stem, GatewayProcess* gw = nullptr) {
     auto creds = tls::MutualTlsChannelCredentials(
         ReadPkiFile("ca.crt"), ReadPkiFile(absl::StrCat(stem, ".crt")),
         ReadPkiFile(absl::StrCat(stem, ".key")), std::string(kGatewayOin));
-    return grpc::CreateChannel(gateway_->address(), creds);
+    return grpc::CreateChannel((gw ? gw : gateway_.get())->address(), creds);
   }
 
-  grpc::Status Ask(absl::string_view stem, absl::string_view sender) {
-    auto stub = exchange::v1::Exchange::NewStub(ChannelFor(stem));
+  grpc::Status Ask(absl::string_view stem, absl::string_view sender, GatewayProcess* gw = nullptr) {
+    auto stub = exchange::v1::Exchange::NewStub(ChannelFor(stem, gw));
     gemeente::brp::v1::PersoonVraag q;
     q.set_bsn(std::string(kBsn));
     exchange::v1::Envelope env =
@@ -270,6 +298,78 @@ TEST_F(AuditIntegrationTest, ExchangeIsRefusedWhenTheAuditLogIsFull) {
   }
   EXPECT_EQ(brp_->call_count(), ok);
   EXPECT_TRUE(gateway_->running());
+}
+
+TEST_F(AuditIntegrationTest, ReplicasShareAPostgresAuditLogWithAChainEach) {
+  if (!PostgresServer::Available()) GTEST_SKIP() << "no PostgreSQL server binaries (postgresql-15)";
+  absl::StatusOr<std::unique_ptr<PostgresServer>> pg = PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  absl::StatusOr<std::unique_ptr<GatewayProcess>> gw1 =
+      GatewayProcess::Start(Files(0, pg->get(), "replica-1"));
+  ASSERT_TRUE(gw1.ok()) << gw1.status();
+  gateway_ = *std::move(gw1);  // the Auditor service is asked here
+  absl::StatusOr<std::unique_ptr<GatewayProcess>> gw2 =
+      GatewayProcess::Start(Files(0, pg->get(), "replica-2"));
+  ASSERT_TRUE(gw2.ok()) << gw2.status();
+
+  // A third gateway claiming replica-1's chain does not start, and says why.
+  GatewayExit twin = RunGatewayExpectingFailure(Files(0, pg->get(), "replica-1"));
+  EXPECT_FALSE(twin.served);
+  EXPECT_NE(twin.stderr_text.find("same instance_id"), std::string::npos) << twin.stderr_text;
+
+  ASSERT_TRUE(Ask("groningen", kGroningenOin).ok());
+  ASSERT_TRUE(Ask("groningen", kGroningenOin, gw2->get()).ok());
+  EXPECT_EQ(Ask("zaanstad", kZaanstadOin, gw2->get()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  WaitForRecords(5);  // decision + outcome on each replica, and the denial
+
+  // The auditor, through replica-1's Auditor service (read-only role), sees both chains.
+  audit::v1::QueryRequest req;
+  req.set_data_subject(Pseudonym());
+  std::vector<audit::v1::AuditEntry> entries;
+  grpc::Status s = Query("auditor", req, &entries);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(entries.size(), 5u);
+  int on_2 = 0;
+  for (const auto& e : entries) on_2 += e.record().instance_id() == "replica-2";
+  EXPECT_EQ(on_2, 3);
+  audit::v1::VerifyReply v;
+  s = Verify("auditor", &v);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(v.intact()) << v.problem();
+  EXPECT_EQ(v.records(), 5);
+
+  // The database goes away: exchanges are refused (never forwarded unrecorded) ...
+  const int forwarded = brp_->call_count();
+  ASSERT_TRUE((*pg)->Stop().ok());
+  s = Ask("groningen", kGroningenOin, gw2->get());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(brp_->call_count(), forwarded);
+  // ... and served again once it is back (the log reconnects by itself; polled, bounded).
+  ASSERT_TRUE((*pg)->Restart().ok());
+  const absl::Time until = absl::Now() + absl::Seconds(60);
+  do {
+    s = Ask("groningen", kGroningenOin, gw2->get());
+    if (!s.ok()) absl::SleepFor(absl::Milliseconds(200));
+  } while (!s.ok() && absl::Now() < until);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  gateway_->Stop();
+  (*gw2)->Stop();
+  // Both replicas signed their chains at shutdown; everything verifies, chain by chain.
+  pg::ConnectOptions o;
+  o.conninfo = (*pg)->Conninfo("knooppunt_auditor");
+  o.password = *pg::ReadPasswordFile((*pg)->PasswordFile("knooppunt_auditor"));
+  auto reader = audit::AuditReader::OpenPostgres(o);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto key = audit::SignatureVerifier::FromPemFile(keys_dir_ + "/sign.pub");
+  absl::StatusOr<audit::VerifyResult> r = (*reader)->Verify(**key);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->intact) << r->problem;
+  ASSERT_EQ(r->chains.size(), 2u);
+  EXPECT_EQ(r->chains[0].name, "replica-1");
+  EXPECT_EQ(r->chains[1].name, "replica-2");
+  EXPECT_EQ(r->unsigned_tail, 0);
 }
 
 }  // namespace

@@ -385,5 +385,34 @@ TEST_F(DeliverySchedulerTest, WorkTakenOverFromAStoppedReplicaIsRecordedThenDeli
   scheduler_.reset();
 }
 
+// A conversation's older message claimed after a newer one was handed over directly (a
+// replica's Send gave the older one to this gateway, which owns the conversation): it is
+// delivered first, in acceptance order.
+TEST_F(DeliverySchedulerTest, AnOlderMessageClaimedLaterIsDeliveredFirstInItsConversation) {
+  SharedStore shared(store_.get());
+  DeliveryOptions options;
+  options.claim_interval = absl::Milliseconds(20);
+  scheduler_ = std::make_unique<DeliveryScheduler>(
+      &shared, nullptr, [](const std::string&) { return Route{}; }, options);
+  ASSERT_TRUE(scheduler_->Start().ok());
+  MessageRecord older = Store(1, "zaak-1", absl::Hours(1));
+  MessageRecord newer = Accept(2, "zaak-1");
+  ASSERT_LT(older.seq, newer.seq);
+  shared.TakeOver(older);
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  while (scheduler_->pending() < 2 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_EQ(scheduler_->pending(), 2u);
+  FakeConsumer consumer;
+  scheduler_->AddConsumer(kRecipient, &consumer, 0);
+  EXPECT_EQ(consumer.WaitFor(1), (std::vector<std::string>{Id(1)}));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(consumer.offered().size(), 1u) << "the newer one waits for the older";
+  ASSERT_TRUE(AckSync(kRecipient, 1).ok());
+  EXPECT_EQ(consumer.WaitFor(2), (std::vector<std::string>{Id(1), Id(2)}));
+  scheduler_->RemoveConsumer(kRecipient, &consumer);
+  scheduler_->Stop();
+  scheduler_.reset();
+}
+
 }  // namespace
 }  // namespace knooppunt::delivery

@@ -152,6 +152,15 @@ TEST(ConfigErrorIntegrationTest, UnknownKeyInGatewayConfig) {
                 "max_conections");
 }
 
+// The PostgreSQL melding store (melding.postgres) without its connection string.
+TEST(ConfigErrorIntegrationTest, MeldingPostgresWithoutConninfo) {
+  GatewayConfigFiles files = BaseConfig();
+  files.extra_gateway_yaml = "melding:\n  postgres:\n    connect_timeout: 1s\n";
+  ExpectRefused(files, "gateway.yaml",
+                LineOf(GatewayConfigYaml(files, "127.0.0.1:0"), "  postgres:"),
+                "melding.postgres needs conninfo");
+}
+
 TEST(GatewayLifecycleIntegrationTest, StopsCleanlyOnSigterm) {
   absl::StatusOr<std::unique_ptr<GatewayProcess>> gateway = GatewayProcess::Start(BaseConfig());
   ASSERT_TRUE(gateway.ok()) << gateway.status();

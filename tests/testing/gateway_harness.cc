@@ -114,7 +114,8 @@ void RemoveDir(const std::string& dir) {
 
 std::string GatewayConfigYaml(const GatewayConfigFiles& files, absl::string_view listen) {
   std::string yaml = absl::StrCat(
-      "# Written by tests/testing/gateway_harness.cc\n", "instance_id: knooppunt-it\n",
+      "# Written by tests/testing/gateway_harness.cc\n", "instance_id: ",
+      files.instance_id.empty() ? "knooppunt-it" : files.instance_id, "\n",
       "listen: ", Quoted(listen), "\n", "tls:\n", "  cert_file: ",
       Quoted(files.tls_cert_file.empty() ? PkiPath("gateway.crt") : files.tls_cert_file), "\n",
       "  key_file: ", Quoted(files.tls_key_file.empty() ? PkiPath("gateway.key") : files.tls_key_file),
@@ -131,7 +132,7 @@ std::string GatewayConfigYaml(const GatewayConfigFiles& files, absl::string_view
                   "registry_file: registry.yaml\n", "agreement_dirs:\n", "  - agreements\n");
   if (files.max_payload_bytes != 0 || !files.default_deadline.empty() ||
       !files.max_deadline.empty() || !files.handshake_timeout.empty() ||
-      files.max_concurrent_streams != 0) {
+      files.max_concurrent_streams != 0 || files.max_connections_per_peer != 0) {
     absl::StrAppend(&yaml, "limits:\n");
     if (files.max_payload_bytes != 0) {
       absl::StrAppend(&yaml, "  max_payload_bytes: ", files.max_payload_bytes, "\n");
@@ -147,6 +148,10 @@ std::string GatewayConfigYaml(const GatewayConfigFiles& files, absl::string_view
     }
     if (files.max_concurrent_streams != 0) {
       absl::StrAppend(&yaml, "  max_concurrent_streams: ", files.max_concurrent_streams, "\n");
+    }
+    if (files.max_connections_per_peer != 0) {
+      absl::StrAppend(&yaml, "  max_connections_per_peer: ", files.max_connections_per_peer,
+                      "\n");
     }
   }
   absl::StrAppend(&yaml, "decision_log:\n", "  path: ", kDecisionLog, "\n",

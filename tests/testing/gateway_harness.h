@@ -61,6 +61,7 @@ std::string DefaultRegistryYaml(const std::string& brp_address,
 
 // Everything a test gateway is configured with.
 struct GatewayConfigFiles {
+  std::string instance_id;  // empty: "knooppunt-it"
   std::string registry_yaml;
   // File name (inside the agreements/ directory) → contents.
   std::map<std::string, std::string> agreement_files;
@@ -69,6 +70,7 @@ struct GatewayConfigFiles {
   std::string max_deadline;        // empty: the gateway's default
   std::string handshake_timeout;   // e.g. "1s"; empty: the gateway's default
   uint32_t max_concurrent_streams = 0;  // 0: the gateway's default
+  uint32_t max_connections_per_peer = 0;  // 0: the gateway's default (off)
   bool check_crl = false;          // tls.crl_directory = the PKI's crl/
   // Overrides of the tls: section (empty: the test PKI's gateway.crt/.key, ca.crt, and crl/
   // when check_crl).

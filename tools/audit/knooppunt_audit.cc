@@ -11,9 +11,16 @@
 //       here with --hmac_key; the BSN never leaves this tool) --limit
 //   knooppunt-audit export --db=FILE --out=DIR
 //       appends the records not yet exported to a new file in DIR (one chain across files)
+//   PostgreSQL (an audit log shared by several gateway replicas, one chain per replica):
+//   instead of --db give --postgres="host=... dbname=knooppunt user=knooppunt_auditor"
+//   [--password_file=FILE]; verify checks every chain (the first problem names its chain),
+//   query lists all chains in time order, export writes each chain to OUT/<chain>/ (or only
+//   --chain=ID, to OUT itself); verify --export_dir=OUT accepts such a directory of chains.
 //   knooppunt-audit pseudonym --hmac_key=FILE --bsn=BSN
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -23,6 +30,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -30,6 +38,7 @@
 #include "gateway/audit/audit_crypto.h"
 #include "gateway/audit/audit_reader.h"
 #include "gateway/common/log.h"
+#include "gateway/common/pg_util.h"
 #include "gateway/tls/credentials.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/create_channel.h"
@@ -59,6 +68,12 @@ ABSL_FLAG(std::string, trace_id, "", "W3C trace id");
 ABSL_FLAG(std::string, bsn, "", "a citizen's BSN; pseudonymised with --hmac_key before use");
 ABSL_FLAG(int64_t, limit, 0, "at most this many records (0: all)");
 ABSL_FLAG(std::string, format, "table", "table, json or csv");
+ABSL_FLAG(std::string, postgres, "",
+          "the audit log in PostgreSQL instead of --db: a libpq connection string, e.g. "
+          "\"host=db dbname=knooppunt user=knooppunt_auditor\" (a read-only role suffices)");
+ABSL_FLAG(std::string, password_file, "", "--postgres: file whose first line is the password");
+ABSL_FLAG(std::string, chain, "",
+          "export with --postgres: only this chain (a replica's instance_id), into --out");
 
 namespace {
 
@@ -94,9 +109,10 @@ std::string Csv(const std::string& s) {
 class Printer {
  public:
   explicit Printer(std::string format) : format_(std::move(format)) {}
-  void Row(int64_t seq, const std::string& hash_hex, const v1::DecisionRecord& r) {
+  // `seq`: the record's seq, "chain/seq" for a log of several chains.
+  void Row(const std::string& seq, const std::string& hash_hex, const v1::DecisionRecord& r) {
     const std::vector<std::string> cols = {
-        absl::StrCat(seq), TimeText(r.time()), r.event(), r.operation(), r.sender(),
+        seq, TimeText(r.time()), r.event(), r.operation(), r.sender(),
         r.recipient_oin().empty() ? r.recipient() : r.recipient_oin(), r.message_type(),
         r.purpose(), r.agreement_id(), DecisionText(r.decision()), r.reason(),
         absl::StrCat(r.grpc_status()), r.trace_id(), r.message_id(),
@@ -142,6 +158,24 @@ bool ParseTime(const std::string& text, absl::Time* t) {
   std::string err;
   return absl::ParseTime(absl::RFC3339_full, text, t, &err);
 }
+
+// The local audit log: --db (SQLite) or --postgres.
+absl::StatusOr<std::unique_ptr<knooppunt::audit::AuditReader>> OpenLocal() {
+  if (!absl::GetFlag(FLAGS_postgres).empty()) {
+    knooppunt::pg::ConnectOptions o;
+    o.conninfo = absl::GetFlag(FLAGS_postgres);
+    o.application_name = "knooppunt-audit";
+    if (!absl::GetFlag(FLAGS_password_file).empty()) {
+      absl::StatusOr<std::string> pw =
+          knooppunt::pg::ReadPasswordFile(absl::GetFlag(FLAGS_password_file));
+      if (!pw.ok()) return pw.status();
+      o.password = *pw;
+    }
+    return knooppunt::audit::AuditReader::OpenPostgres(o);
+  }
+  return knooppunt::audit::AuditReader::Open(absl::GetFlag(FLAGS_db));
+}
+bool HaveLocal() { return !absl::GetFlag(FLAGS_db).empty() || !absl::GetFlag(FLAGS_postgres).empty(); }
 
 std::string ReadFileOrDie(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -203,21 +237,55 @@ int Query() {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     auto reader = stub->Query(&ctx, req);
     v1::AuditEntry e;
-    while (reader->Read(&e)) printer.Row(e.seq(), e.hash(), e.record());
+    while (reader->Read(&e)) printer.Row(absl::StrCat(e.seq()), e.hash(), e.record());
     grpc::Status s = reader->Finish();
     if (!s.ok()) return Fail(absl::StrCat("query refused: ", s.error_message()));
   } else {
-    if (absl::GetFlag(FLAGS_db).empty()) return Fail("query needs --db or --gateway");
-    auto reader = knooppunt::audit::AuditReader::Open(absl::GetFlag(FLAGS_db));
+    if (!HaveLocal()) return Fail("query needs --db, --postgres or --gateway");
+    auto reader = OpenLocal();
     if (!reader.ok()) return Fail(std::string(reader.status().message()));
     absl::Status s = (*reader)->Query(f, [&](const AuditEntry& e) {
-      printer.Row(e.seq, knooppunt::audit::ToHex(e.hash), e.record);
+      printer.Row(e.chain.empty() ? absl::StrCat(e.seq) : absl::StrCat(e.chain, "/", e.seq),
+                  knooppunt::audit::ToHex(e.hash), e.record);
       return true;
     });
     if (!s.ok()) return Fail(std::string(s.message()));
   }
   if (format == "table") std::printf("(%lld records)\n", static_cast<long long>(printer.rows()));
   return 0;
+}
+
+// An export directory: one chain's files, or (export --postgres) a directory per chain.
+absl::StatusOr<knooppunt::audit::VerifyResult> VerifyExportDir(
+    const std::string& dir, const std::vector<const knooppunt::audit::SignatureVerifier*>& keys) {
+  std::vector<std::string> chains;
+  std::error_code ec;
+  bool files_here = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.is_directory()) chains.push_back(e.path().filename().string());
+    if (absl::StartsWith(e.path().filename().string(), "audit-")) files_here = true;
+  }
+  if (files_here || chains.empty()) return knooppunt::audit::VerifyExport(dir, keys);
+  std::sort(chains.begin(), chains.end());
+  knooppunt::audit::VerifyResult total;
+  for (const std::string& chain : chains) {
+    auto one = knooppunt::audit::VerifyExport((std::filesystem::path(dir) / chain).string(), keys);
+    if (!one.ok()) return one.status();
+    total.chains.push_back({chain, one->records, one->checkpoints, one->first_seq, one->last_seq,
+                            one->unsigned_tail});
+    total.records += one->records;
+    total.checkpoints += one->checkpoints;
+    total.unsigned_tail += one->unsigned_tail;
+    total.first_seq = one->first_seq;
+    total.last_seq = one->last_seq;
+    if (!one->intact && total.intact) {
+      total.intact = false;
+      total.bad_chain = chain;
+      total.first_bad_seq = one->first_bad_seq;
+      total.problem = absl::StrCat("chain ", chain, ": ", one->problem);
+    }
+  }
+  return total;
 }
 
 int Verify() {
@@ -233,16 +301,31 @@ int Verify() {
   absl::StatusOr<knooppunt::audit::VerifyResult> r;
   const absl::Time start = absl::Now();
   if (!absl::GetFlag(FLAGS_export_dir).empty()) {
-    r = knooppunt::audit::VerifyExport(absl::GetFlag(FLAGS_export_dir), keys);
+    r = VerifyExportDir(absl::GetFlag(FLAGS_export_dir), keys);
   } else {
-    if (absl::GetFlag(FLAGS_db).empty()) return Fail("verify needs --db or --export_dir");
-    auto reader = knooppunt::audit::AuditReader::Open(absl::GetFlag(FLAGS_db));
+    if (!HaveLocal()) return Fail("verify needs --db, --postgres or --export_dir");
+    auto reader = OpenLocal();
     if (!reader.ok()) return Fail(std::string(reader.status().message()));
     r = (*reader)->Verify(keys);
   }
   if (!r.ok()) return Fail(std::string(r.status().message()));
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (r->chains.size() > 1 || (r->chains.size() == 1 && !r->chains[0].name.empty())) {
+    for (const auto& c : r->chains) {
+      std::printf("chain %s: %lld records (seq %lld..%lld), %lld signed checkpoints, %lld not yet "
+                  "under a checkpoint\n",
+                  c.name.c_str(), static_cast<long long>(c.records),
+                  static_cast<long long>(c.first_seq), static_cast<long long>(c.last_seq),
+                  static_cast<long long>(c.checkpoints), static_cast<long long>(c.unsigned_tail));
+    }
+  }
   if (r->intact) {
+    if (r->chains.size() > 1) {
+      std::printf("INTACT: %zu chains, %lld records, %lld signed checkpoints, verified in %.3fs\n",
+                  r->chains.size(), static_cast<long long>(r->records),
+                  static_cast<long long>(r->checkpoints), secs);
+      return 0;
+    }
     std::printf("INTACT: %lld records (seq %lld..%lld), %lld signed checkpoints, verified in %.3fs",
                 static_cast<long long>(r->records), static_cast<long long>(r->first_seq),
                 static_cast<long long>(r->last_seq), static_cast<long long>(r->checkpoints), secs);
@@ -253,23 +336,44 @@ int Verify() {
     std::printf("\n");
     return 0;
   }
+  if (!r->bad_chain.empty()) {
+    std::printf("NOT INTACT: chain %s, first bad record %lld: %s\n", r->bad_chain.c_str(),
+                static_cast<long long>(r->first_bad_seq), r->problem.c_str());
+    return 1;
+  }
   std::printf("NOT INTACT: first bad record %lld: %s\n", static_cast<long long>(r->first_bad_seq),
               r->problem.c_str());
   return 1;
 }
 
 int Export() {
-  if (absl::GetFlag(FLAGS_db).empty() || absl::GetFlag(FLAGS_out).empty()) {
-    return Fail("export needs --db and --out");
+  if (!HaveLocal() || absl::GetFlag(FLAGS_out).empty()) {
+    return Fail("export needs --db (or --postgres) and --out");
   }
-  auto reader = knooppunt::audit::AuditReader::Open(absl::GetFlag(FLAGS_db));
+  auto reader = OpenLocal();
   if (!reader.ok()) return Fail(std::string(reader.status().message()));
-  absl::StatusOr<std::string> file = (*reader)->Export(absl::GetFlag(FLAGS_out));
-  if (!file.ok()) return Fail(std::string(file.status().message()));
-  if (file->empty()) {
-    std::printf("nothing new to export\n");
+  // SQLite: the one chain into --out. PostgreSQL: --chain into --out, or every chain into
+  // --out/<chain>/.
+  std::vector<std::pair<std::string, std::string>> jobs;  // chain, directory
+  if (!(*reader)->multi_chain() || !absl::GetFlag(FLAGS_chain).empty()) {
+    jobs.push_back({absl::GetFlag(FLAGS_chain), absl::GetFlag(FLAGS_out)});
   } else {
-    std::printf("exported to %s\n", file->c_str());
+    auto chains = (*reader)->Chains();
+    if (!chains.ok()) return Fail(std::string(chains.status().message()));
+    for (const std::string& c : *chains) {
+      jobs.push_back({c, (std::filesystem::path(absl::GetFlag(FLAGS_out)) /
+                          knooppunt::audit::ChainDirectory(c)).string()});
+    }
+  }
+  for (const auto& [chain, dir] : jobs) {
+    absl::StatusOr<std::string> file = (*reader)->Export(dir, chain);
+    if (!file.ok()) return Fail(std::string(file.status().message()));
+    const std::string what = chain.empty() ? "" : absl::StrCat("chain ", chain, ": ");
+    if (file->empty()) {
+      std::printf("%snothing new to export\n", what.c_str());
+    } else {
+      std::printf("%sexported to %s\n", what.c_str(), file->c_str());
+    }
   }
   return 0;
 }
@@ -296,7 +400,13 @@ int Pseudonym() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "knooppunt-audit init-keys|verify|query|export|pseudonym [flags]; see the source header");
+      "knooppunt-audit init-keys|verify|query|export|pseudonym [flags]\n"
+      "  verify --db=FILE | --postgres=CONNINFO [--password_file=F] | --export_dir=DIR "
+      "--public_key=PUB\n"
+      "  query --db=FILE | --postgres=CONNINFO | --gateway=HOST:PORT ... [filters]\n"
+      "  export --db=FILE | --postgres=CONNINFO [--chain=ID] --out=DIR\n"
+      "--postgres reads an audit log shared by gateway replicas (one chain per instance_id): "
+      "verify checks every chain, query lists them in time order, export writes DIR/<chain>/");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) return Fail("name one command: init-keys, verify, query, export, pseudonym");
   const std::string command = args[1];
