@@ -46,6 +46,13 @@ CREATE TABLE audit_checkpoints(
   key_id text NOT NULL,
   signature bytea NOT NULL,
   PRIMARY KEY (chain, seq));
+-- The auditor's read-only role (deploy/postgres/setup.sql) reads these tables and nothing
+-- else of the database (not the meldingen, which hold payloads).
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'knooppunt_auditor') THEN
+    GRANT SELECT ON audit_records, audit_subjects, audit_checkpoints TO knooppunt_auditor;
+  END IF;
+END $$;
 )sql"}};
   return *m;
 }
@@ -219,11 +226,13 @@ class PgAuditStorage final : public AuditStorage {
     (void)(*c)->ExecScript(
         "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "
         "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000");
-    auto locked = (*c)->Exec(
-        "SELECT pg_try_advisory_lock(hashtextextended('knooppunt.audit.chain:' || $1, 0))",
-        {options_.chain});
+    // At open, a few seconds' patience: this replica's previous session (before a restart
+    // or reopen) may still be ending on the server.
+    absl::StatusOr<bool> locked = pg::AwaitAdvisoryLock(
+        **c, "SELECT pg_try_advisory_lock(hashtextextended('knooppunt.audit.chain:' || $1, 0))",
+        {options_.chain}, first ? absl::Seconds(3) : absl::ZeroDuration());
     if (!locked.ok()) return Remember(locked.status());
-    if (locked->Text(0, 0) != "t") {
+    if (!*locked) {
       const std::string msg = absl::StrCat(
           "audit chain \"", options_.chain,
           "\" is already written by another gateway (another replica with the same "

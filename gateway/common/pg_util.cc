@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace knooppunt::pg {
 
@@ -182,6 +183,19 @@ absl::Status Connection::ExecScript(absl::string_view sql) {
   // PQexec returns the last statement's result; the server stops at the first error, whose
   // result that then is.
   return StatusOf(r, sql);
+}
+
+absl::StatusOr<bool> AwaitAdvisoryLock(Connection& c, absl::string_view try_lock_sql,
+                                       const std::vector<Param>& params,
+                                       absl::Duration patience) {
+  const absl::Time deadline = absl::Now() + patience;
+  while (true) {
+    absl::StatusOr<Result> r = c.Exec(try_lock_sql, params);
+    if (!r.ok()) return r.status();
+    if (r->rows() == 1 && r->Text(0, 0) == "t") return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
 }
 
 absl::Status ApplyMigrations(Connection& c, absl::string_view component,

@@ -130,6 +130,13 @@ absl::Status InTransaction(Connection& c, F&& body) {
   return st;
 }
 
+// Runs `try_lock_sql` (a pg_try_advisory_lock(...) query returning one boolean) until it
+// returns true or `patience` has passed: a restarted process's old session, which holds the
+// lock, ends a moment after the process. false: still held by someone else.
+absl::StatusOr<bool> AwaitAdvisoryLock(Connection& c, absl::string_view try_lock_sql,
+                                       const std::vector<Param>& params,
+                                       absl::Duration patience);
+
 struct Migration {
   int version;      // 1, 2, ... in order
   const char* sql;  // statements of this step

@@ -12,7 +12,8 @@
 //  - Back-pressure: Append fails with RESOURCE_EXHAUSTED (before storing anything) while the
 //    store holds its limit of undelivered messages or bytes. A duplicate still succeeds.
 //  - Operations complete asynchronously on a store thread, in submission order; `done` is
-//    never called on the caller's thread from within the call itself, and must not block.
+//    never called on the caller's thread from within the call itself (except after Close():
+//    see there), and must not block.
 //  - seq increases with acceptance order: it IS the order in which messages were accepted.
 #ifndef KNOOPPUNT_GATEWAY_STORE_MESSAGE_STORE_H_
 #define KNOOPPUNT_GATEWAY_STORE_MESSAGE_STORE_H_
@@ -111,7 +112,8 @@ class MessageStore {
 
   virtual StoreStats Stats() const = 0;
 
-  // Completes every queued operation, then stops; later calls fail with UNAVAILABLE.
+  // Completes every queued operation, then stops; later calls fail with UNAVAILABLE (their
+  // `done` is then called at once, from within the call).
   virtual void Close() = 0;
 };
 

@@ -1,7 +1,6 @@
 #include "gateway/store/pg_message_store.h"
 
 #include <algorithm>
-#include <future>
 #include <limits>
 #include <set>
 #include <utility>
@@ -54,13 +53,8 @@ constexpr int kOrderKeyLockSpace = 0x4b4e;  // "KN"
 // ... and of the session lock a replica holds on its instance_id.
 constexpr int kInstanceLockSpace = 0x4b4f;
 
-int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
-
-absl::Time FromMicros(int64_t us) {
-  if (us == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
-  if (us == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
-  return absl::FromUnixMicros(us);
-}
+using internal::FromMicros;
+using internal::Micros;
 
 // A row selected with kColumns (and optionally the envelope as column 14).
 MessageRecord ReadRow(const pg::Result& r, int row, bool with_envelope) {
@@ -105,18 +99,6 @@ absl::Status Unavailable(const absl::Status& s) {
 
 }  // namespace
 
-struct PgMessageStore::Op {
-  enum Kind { kAppend, kAttempt, kDelivered, kExpired, kDiscard, kFind, kClaim } kind = kAppend;
-  MessageRecord record;
-  AppendDone append_done;
-  Done done;
-  FindDone find_done;
-  std::promise<absl::StatusOr<std::vector<MessageRecord>>>* claimed = nullptr;
-  // Results, filled by TryBatch.
-  absl::Status status;
-  AppendResult appended;
-};
-
 // One try of a batch's transaction; what it changed of the pending set is applied to the
 // counters only when it commits.
 struct PgMessageStore::Attempt {
@@ -127,7 +109,10 @@ struct PgMessageStore::Attempt {
   bool pending_changed = false;
 };
 
-PgMessageStore::PgMessageStore(PgStoreOptions options) : options_(std::move(options)) {}
+PgMessageStore::PgMessageStore(PgStoreOptions options)
+    : GroupCommitStore(Limits{options.max_pending_messages, options.max_pending_bytes,
+                              options.max_batch, options.purge_every}),
+      options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<PgMessageStore>> PgMessageStore::Open(PgStoreOptions options) {
   if (options.instance_id.empty()) {
@@ -147,7 +132,12 @@ absl::StatusOr<std::unique_ptr<PgMessageStore>> PgMessageStore::Open(PgStoreOpti
     absl::SleepFor(absl::Milliseconds(200));
     locked = store->LockInstance();
   }
-  if (!locked.ok()) return locked;
+  if (!locked.ok()) {
+    // Not this store's instance to speak for: closing must not end the lease of the gateway
+    // that holds it.
+    store->conn_.reset();
+    return locked;
+  }
   if (absl::Status s = pg::ApplyMigrations(*store->conn_, "meldingen", {{1, kSchemaV1}});
       !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("melding store: ", s.message()));
@@ -162,24 +152,16 @@ absl::StatusOr<std::unique_ptr<PgMessageStore>> PgMessageStore::Open(PgStoreOpti
        pg::Param::Int(absl::ToInt64Microseconds(store->options_.lease))});
   if (!registered.ok()) return Unavailable(registered.status());
   store->Recount();
-  store->completions_ = std::make_unique<SerialExecutor>();
-  store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  store->Start();
   return store;
 }
 
 PgMessageStore::~PgMessageStore() {
-  Close();
+  Close();  // first: the writer thread uses conn_ until it stops
   conn_.reset();
 }
 
-void PgMessageStore::Close() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (closing_ && !writer_.joinable()) return;
-    closing_ = true;
-  }
-  if (writer_.joinable()) writer_.join();
-  completions_.reset();  // runs the last batch's completions, then joins
+void PgMessageStore::AfterClose() {
   // This replica delivers nothing more: its lease ends now, so the others take its messages
   // over at their next claim instead of after the lease (best effort).
   if (conn_ != nullptr && conn_->healthy()) {
@@ -190,93 +172,8 @@ void PgMessageStore::Close() {
   conn_.reset();
 }
 
-void PgMessageStore::Submit(Op op) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!closing_) {
-      queue_.push_back(std::move(op));
-      return;
-    }
-  }
-  const absl::Status closed = absl::UnavailableError("the melding store is closed");
-  if (op.append_done) std::move(op.append_done)(closed);
-  if (op.done) std::move(op.done)(closed);
-  if (op.find_done) std::move(op.find_done)(closed);
-  if (op.claimed != nullptr) op.claimed->set_value(closed);
-}
-
-void PgMessageStore::Append(MessageRecord record, AppendDone done) {
-  Op op;
-  op.kind = Op::kAppend;
-  record.message_id = NormalizeMessageId(std::move(record.message_id));
-  op.record = std::move(record);
-  op.append_done = std::move(done);
-  Submit(std::move(op));
-}
-
-void PgMessageStore::RecordAttempt(int64_t seq, int attempts, std::string error, Done done) {
-  Op op;
-  op.kind = Op::kAttempt;
-  op.record.seq = seq;
-  op.record.attempts = attempts;
-  op.record.last_error = std::move(error);
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void PgMessageStore::MarkDelivered(int64_t seq, absl::Time at, int attempts, Done done) {
-  Op op;
-  op.kind = Op::kDelivered;
-  op.record.seq = seq;
-  op.record.delivered_at = at;
-  op.record.attempts = attempts;
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void PgMessageStore::MarkExpired(int64_t seq, int attempts, std::string last_error, Done done) {
-  Op op;
-  op.kind = Op::kExpired;
-  op.record.seq = seq;
-  op.record.attempts = attempts;
-  op.record.last_error = std::move(last_error);
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void PgMessageStore::Discard(int64_t seq, Done done) {
-  Op op;
-  op.kind = Op::kDiscard;
-  op.record.seq = seq;
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void PgMessageStore::Find(std::string sender, std::string message_id, FindDone done) {
-  Op op;
-  op.kind = Op::kFind;
-  op.record.sender = std::move(sender);
-  op.record.message_id = NormalizeMessageId(std::move(message_id));
-  op.find_done = std::move(done);
-  Submit(std::move(op));
-}
-
 absl::StatusOr<std::vector<MessageRecord>> PgMessageStore::ClaimWork() {
-  std::promise<absl::StatusOr<std::vector<MessageRecord>>> promise;
-  auto future = promise.get_future();
-  Op op;
-  op.kind = Op::kClaim;
-  op.claimed = &promise;
-  Submit(std::move(op));
-  return future.get();
-}
-
-StoreStats PgMessageStore::Stats() const {
-  StoreStats stats;
-  stats.pending_messages = pending_messages_.load();
-  stats.pending_bytes = pending_bytes_.load();
-  stats.oldest_pending_accepted_at = FromMicros(oldest_pending_us_.load());
-  return stats;
+  return ClaimOnWriterThread();  // RunBatch answers it (RunClaim), after the ops before it
 }
 
 absl::Status PgMessageStore::LockInstance() {
@@ -369,31 +266,6 @@ void PgMessageStore::PurgeFinal(absl::Time now) {
   }
 }
 
-void PgMessageStore::WriterLoop() {
-  for (;;) {
-    PurgeFinal(absl::Now());
-    std::deque<Op> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(
-                               +[](PgMessageStore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-                                 return self->closing_ || !self->queue_.empty();
-                               },
-                               this),
-                           options_.purge_every);
-      if (queue_.empty()) {
-        if (closing_) return;
-        continue;
-      }
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    RunBatch(batch);
-  }
-}
-
 void PgMessageStore::RunBatch(std::deque<Op>& batch) {
   // Claims run in transactions of their own, after the batch's other operations.
   std::deque<Op> claims;
@@ -446,10 +318,7 @@ void PgMessageStore::RunBatch(std::deque<Op>& batch) {
         if (!attempt.excluded[i]) ops[i].status = txn;
       }
     }
-    auto complete = [done = std::move(ops)]() mutable {
-      for (Op& op : done) Complete(op);
-    };
-    completions_->Run(std::move(complete));
+    Finish(ops);
   }
   for (Op& op : claims) RunClaim(op);
 }
@@ -510,16 +379,6 @@ absl::Status PgMessageStore::TryBatch(std::deque<Op>& ops, Attempt& attempt) {
     *out = ReadRow(*r, 0, false);
     return absl::OkStatus();
   };
-  auto existing = [](Op& op, const MessageRecord& found) {
-    if (found.content_hash != op.record.content_hash) {
-      op.status = absl::AlreadyExistsError(absl::StrCat(
-          "message_id ", op.record.message_id,
-          " was already used by this sender for a message with different content"));
-      return;
-    }
-    op.appended.record = found;
-    op.appended.duplicate = true;
-  };
   // Who delivers a new message of `r`'s order key: the owner of the key's pending messages,
   // pinned (FOR KEY SHARE on its replicas row) so it cannot be taken over before COMMIT;
   // this replica when there are none. `handed`: whether the owner may be handed it now —
@@ -565,18 +424,10 @@ absl::Status PgMessageStore::TryBatch(std::deque<Op>& ops, Attempt& attempt) {
                                      attempt.pending_delta));
         const uint64_t bytes = static_cast<uint64_t>(std::max<int64_t>(
             0, static_cast<int64_t>(pending_bytes_.load()) + attempt.bytes_delta));
-        if (pending >= options_.max_pending_messages ||
-            bytes + static_cast<uint64_t>(size) > options_.max_pending_bytes) {
+        if (Full(pending, bytes, static_cast<uint64_t>(size))) {
           MessageRecord found;
-          absl::Status f = find(r.sender, r.message_id, &found);
-          if (f.ok()) {
-            existing(op, found);
-          } else if (absl::IsNotFound(f)) {
-            op.status = absl::ResourceExhaustedError(
-                "the melding store is full (too many undelivered messages); retry later");
-          } else {
-            return f;
-          }
+          const absl::Status f = find(r.sender, r.message_id, &found);
+          if (absl::Status e = AnswerFull(op, f, found); !e.ok()) return e;
           break;
         }
         absl::StatusOr<Owner> owner = owner_of(r);
@@ -609,7 +460,7 @@ absl::Status PgMessageStore::TryBatch(std::deque<Op>& ops, Attempt& attempt) {
           MessageRecord found;
           absl::Status f = find(r.sender, r.message_id, &found);
           if (!f.ok()) return absl::IsNotFound(f) ? absl::AbortedError("conflict vanished") : f;
-          existing(op, found);
+          AnswerExisting(op, found);
         }
         break;
       }
@@ -736,29 +587,6 @@ absl::StatusOr<std::vector<MessageRecord>> PgMessageStore::ClaimTransaction() {
         {{"instance_id", me}, {"from", other}, {"messages", absl::StrCat(n)}});
   }
   return out;
-}
-
-void PgMessageStore::Complete(Op& op) {
-  const absl::Status& status = op.status;
-  switch (op.kind) {
-    case Op::kAppend:
-      if (status.ok()) {
-        std::move(op.append_done)(std::move(op.appended));
-      } else {
-        std::move(op.append_done)(status);
-      }
-      break;
-    case Op::kFind:
-      if (status.ok()) {
-        std::move(op.find_done)(std::move(op.appended.record));
-      } else {
-        std::move(op.find_done)(status);
-      }
-      break;
-    default:
-      if (op.done) std::move(op.done)(status);
-      break;
-  }
 }
 
 }  // namespace knooppunt::store

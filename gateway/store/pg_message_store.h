@@ -3,12 +3,13 @@
 // sqlite_message_store.h.
 //
 // Guarantees (beyond MessageStore's, which all hold with any number of replicas):
-//  - Group commit as in the SQLite store: one writer thread runs every queued operation in
-//    one transaction; `done` is called (on a completion thread, in order) only after COMMIT
-//    returned — with synchronous_commit on (the server's default, never changed here) the
-//    batch is then durable on the database server. An operation whose statement fails for a
-//    reason of its own (not the connection) is taken out of the batch and fails alone; the
-//    others are run again without it. A deadlock or serialization failure re-runs the batch.
+//  - Group commit as group_commit_store.h gives it: one writer thread runs every queued
+//    operation in one transaction; `done` is called (on the completion thread, in order) only
+//    after COMMIT returned — with synchronous_commit on (the server's default, never changed
+//    here) the batch is then durable on the database server. An operation whose statement
+//    fails for a reason of its own (not the connection) is taken out of the batch and fails
+//    alone; the others are run again without it. A deadlock or serialization failure re-runs
+//    the batch.
 //  - Idempotency across replicas: (sender, message_id) is UNIQUE in the database; an Append
 //    racing another replica's Append of the same key waits for it (INSERT ... ON CONFLICT)
 //    and then answers duplicate or ALREADY_EXISTS exactly as for a local duplicate.
@@ -62,19 +63,14 @@
 #ifndef KNOOPPUNT_GATEWAY_STORE_PG_MESSAGE_STORE_H_
 #define KNOOPPUNT_GATEWAY_STORE_PG_MESSAGE_STORE_H_
 
-#include <atomic>
 #include <deque>
-#include <limits>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/common/pg_util.h"
-#include "gateway/common/serial_executor.h"
-#include "gateway/store/message_store.h"
+#include "gateway/store/group_commit_store.h"
 
 namespace knooppunt::store {
 
@@ -89,36 +85,26 @@ struct PgStoreOptions {
   absl::Duration purge_every = absl::Minutes(1);
 };
 
-class PgMessageStore final : public MessageStore {
+class PgMessageStore final : public GroupCommitStore {
  public:
   // Connects, applies the "meldingen" schema migrations, registers this replica (a fresh
   // lease) and starts the writer thread. UNAVAILABLE when the database cannot be reached.
   static absl::StatusOr<std::unique_ptr<PgMessageStore>> Open(PgStoreOptions options);
-  ~PgMessageStore() override;
+  ~PgMessageStore() override;  // Close()s first
 
-  void Append(MessageRecord record, AppendDone done) override;
-  void RecordAttempt(int64_t seq, int attempts, std::string error, Done done) override;
-  void MarkDelivered(int64_t seq, absl::Time at, int attempts, Done done) override;
-  void MarkExpired(int64_t seq, int attempts, std::string last_error, Done done) override;
-  void Discard(int64_t seq, Done done) override;
-  void Find(std::string sender, std::string message_id, FindDone done) override;
   // Renews the lease, takes over replicas whose lease lapsed, and returns (with envelopes, in
   // seq order) the pending messages this replica owns and has not been handed yet: at the
   // first call (and after a failure) all it owns. Waits for the writer thread.
   absl::StatusOr<std::vector<MessageRecord>> ClaimWork() override;
-  StoreStats Stats() const override;
-  void Close() override;
 
   const std::string& instance_id() const { return options_.instance_id; }
-  uint64_t commits() const { return commits_.load(); }
 
  private:
-  struct Op;
   struct Attempt;
   explicit PgMessageStore(PgStoreOptions options);
-  void Submit(Op op);
-  void WriterLoop();
-  void RunBatch(std::deque<Op>& batch);
+  void RunBatch(std::deque<Op>& batch) override;
+  void BetweenBatches() override { PurgeFinal(absl::Now()); }
+  void AfterClose() override;  // ends this replica's lease, disconnects
   // One try at running the not yet excluded ops of `batch` in one transaction.
   absl::Status TryBatch(std::deque<Op>& batch, Attempt& attempt);
   void RunClaim(Op& op);
@@ -129,7 +115,6 @@ class PgMessageStore final : public MessageStore {
   void Recount();
   void RefreshOldestPending();
   void PurgeFinal(absl::Time now);
-  static void Complete(Op& op);
 
   const PgStoreOptions options_;
   std::unique_ptr<pg::Connection> conn_;  // writer thread only (and Open/Close)
@@ -137,17 +122,6 @@ class PgMessageStore final : public MessageStore {
   std::string last_connect_error_;
   bool reclaim_all_ = true;  // writer thread: the next claim returns everything owned
   absl::Time next_purge_ = absl::InfinitePast();
-
-  mutable absl::Mutex mu_;
-  std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread writer_;
-  std::unique_ptr<SerialExecutor> completions_;
-
-  std::atomic<uint64_t> pending_messages_{0};
-  std::atomic<uint64_t> pending_bytes_{0};
-  std::atomic<uint64_t> commits_{0};
-  std::atomic<int64_t> oldest_pending_us_{std::numeric_limits<int64_t>::max()};
 };
 
 }  // namespace knooppunt::store

@@ -50,13 +50,8 @@ constexpr char kColumns[] =
     "seq, sender, message_id, recipient, correlation_id, agreement_id, content_hash, size, "
     "state, accepted_at, expires_at, delivered_at, attempts, last_error";
 
-int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
-
-absl::Time FromMicros(int64_t us) {
-  if (us == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
-  if (us == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
-  return absl::FromUnixMicros(us);
-}
+using internal::FromMicros;
+using internal::Micros;
 
 std::string Text(sqlite3_stmt* s, int col) { return sqlite::ColumnString(s, col); }
 
@@ -87,17 +82,6 @@ using sqlite::BindText;
 
 }  // namespace
 
-struct SqliteMessageStore::Op {
-  enum Kind { kAppend, kAttempt, kDelivered, kExpired, kDiscard, kFind } kind = kAppend;
-  MessageRecord record;
-  AppendDone append_done;
-  Done done;
-  FindDone find_done;
-  // Results, filled by RunBatch.
-  absl::Status status;
-  AppendResult appended;
-};
-
 struct SqliteMessageStore::Statements {
   sqlite3_stmt* begin = nullptr;
   sqlite3_stmt* commit = nullptr;
@@ -118,15 +102,16 @@ struct SqliteMessageStore::Statements {
 };
 
 SqliteMessageStore::SqliteMessageStore(SqliteStoreOptions options)
-    : options_(std::move(options)) {}
+    : GroupCommitStore(Limits{options.max_pending_messages, options.max_pending_bytes,
+                              options.max_batch, options.purge_every}),
+      options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<SqliteMessageStore>> SqliteMessageStore::Open(
     SqliteStoreOptions options) {
   std::unique_ptr<SqliteMessageStore> store(new SqliteMessageStore(std::move(options)));
   absl::Status s = store->Init();
   if (!s.ok()) return s;
-  store->completions_ = std::make_unique<SerialExecutor>();
-  store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  store->Start();
   return store;
 }
 
@@ -232,99 +217,10 @@ absl::Status SqliteMessageStore::Recount() {
 }
 
 SqliteMessageStore::~SqliteMessageStore() {
-  Close();
+  Close();  // first: the writer thread uses the statements and db_ until it stops
   stmts_.reset();
   if (db_ != nullptr) sqlite3_close(db_);
   if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
-}
-
-void SqliteMessageStore::Close() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (closing_ && !writer_.joinable()) return;
-    closing_ = true;
-  }
-  if (writer_.joinable()) writer_.join();
-  completions_.reset();  // runs the last batch's completions, then joins
-}
-
-void SqliteMessageStore::Submit(Op op) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!closing_) {
-      queue_.push_back(std::move(op));
-      return;
-    }
-  }
-  const absl::Status closed = absl::UnavailableError("the melding store is closed");
-  if (op.append_done) std::move(op.append_done)(closed);
-  if (op.done) std::move(op.done)(closed);
-  if (op.find_done) std::move(op.find_done)(closed);
-}
-
-void SqliteMessageStore::Append(MessageRecord record, AppendDone done) {
-  Op op;
-  op.kind = Op::kAppend;
-  record.message_id = NormalizeMessageId(std::move(record.message_id));
-  op.record = std::move(record);
-  op.append_done = std::move(done);
-  Submit(std::move(op));
-}
-
-void SqliteMessageStore::RecordAttempt(int64_t seq, int attempts, std::string error, Done done) {
-  Op op;
-  op.kind = Op::kAttempt;
-  op.record.seq = seq;
-  op.record.attempts = attempts;
-  op.record.last_error = std::move(error);
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void SqliteMessageStore::MarkDelivered(int64_t seq, absl::Time at, int attempts, Done done) {
-  Op op;
-  op.kind = Op::kDelivered;
-  op.record.seq = seq;
-  op.record.delivered_at = at;
-  op.record.attempts = attempts;
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void SqliteMessageStore::MarkExpired(int64_t seq, int attempts, std::string last_error,
-                                     Done done) {
-  Op op;
-  op.kind = Op::kExpired;
-  op.record.seq = seq;
-  op.record.attempts = attempts;
-  op.record.last_error = std::move(last_error);
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void SqliteMessageStore::Discard(int64_t seq, Done done) {
-  Op op;
-  op.kind = Op::kDiscard;
-  op.record.seq = seq;
-  op.done = std::move(done);
-  Submit(std::move(op));
-}
-
-void SqliteMessageStore::Find(std::string sender, std::string message_id, FindDone done) {
-  Op op;
-  op.kind = Op::kFind;
-  op.record.sender = std::move(sender);
-  op.record.message_id = NormalizeMessageId(std::move(message_id));
-  op.find_done = std::move(done);
-  Submit(std::move(op));
-}
-
-StoreStats SqliteMessageStore::Stats() const {
-  StoreStats stats;
-  stats.pending_messages = pending_messages_.load();
-  stats.pending_bytes = pending_bytes_.load();
-  stats.oldest_pending_accepted_at = FromMicros(oldest_pending_us_.load());
-  return stats;
 }
 
 void SqliteMessageStore::RefreshOldestPending() {
@@ -373,31 +269,6 @@ void SqliteMessageStore::PurgeFinal(absl::Time now) {
   }
 }
 
-void SqliteMessageStore::WriterLoop() {
-  for (;;) {
-    PurgeFinal(absl::Now());
-    std::deque<Op> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(
-                               +[](SqliteMessageStore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-                                 return self->closing_ || !self->queue_.empty();
-                               },
-                               this),
-                           options_.purge_every);
-      if (queue_.empty()) {
-        if (closing_) return;  // everything queued is done
-        continue;              // time to purge
-      }
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    RunBatch(batch);
-  }
-}
-
 void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
   auto step_reset = [](sqlite3_stmt* s) {
     const int rc = sqlite3_step(s);
@@ -431,18 +302,6 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
     sqlite3_clear_bindings(s);
     return status;
   };
-  // A message already stored under the key: the same Receipt, or a conflict.
-  auto existing = [&](Op& op, const MessageRecord& found) {
-    if (found.content_hash != op.record.content_hash) {
-      op.status = absl::AlreadyExistsError(absl::StrCat(
-          "message_id ", op.record.message_id,
-          " was already used by this sender for a message with different content"));
-      return;
-    }
-    op.appended.record = found;
-    op.appended.duplicate = true;
-  };
-
   for (Op& op : batch) {
     if (!txn.ok()) {
       op.status = txn;
@@ -452,17 +311,10 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
       case Op::kAppend: {
         MessageRecord& r = op.record;
         const uint64_t size = r.envelope.size();
-        if (pending >= options_.max_pending_messages || bytes + size > options_.max_pending_bytes) {
+        if (Full(pending, bytes, size)) {
           MessageRecord found;
-          absl::Status f = find(r.sender, r.message_id, &found);
-          if (f.ok()) {
-            existing(op, found);
-          } else if (absl::IsNotFound(f)) {
-            op.status = absl::ResourceExhaustedError(
-                "the melding store is full (too many undelivered messages); retry later");
-          } else {
-            op.status = f;
-          }
+          const absl::Status f = find(r.sender, r.message_id, &found);
+          if (absl::Status e = AnswerFull(op, f, found); !e.ok()) op.status = e;
           break;
         }
         sqlite3_stmt* s = stmts_->insert;
@@ -491,7 +343,7 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
           MessageRecord found;
           absl::Status f = find(r.sender, r.message_id, &found);
           if (f.ok()) {
-            existing(op, found);
+            AnswerExisting(op, found);
           } else {
             op.status = f;
           }
@@ -545,6 +397,8 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
         if (!f.ok()) op.status = f;
         break;
       }
+      case Op::kClaim:
+        break;  // never queued here: ClaimWork() reads at start, before any operation
     }
   }
 
@@ -568,33 +422,7 @@ void SqliteMessageStore::RunBatch(std::deque<Op>& batch) {
   if (!txn.ok()) {
     for (Op& op : batch) op.status = txn;
   }
-  auto complete = [ops = std::move(batch)]() mutable {
-    for (Op& op : ops) Complete(op);
-  };
-  completions_->Run(std::move(complete));
-}
-
-void SqliteMessageStore::Complete(Op& op) {
-  const absl::Status& status = op.status;
-  switch (op.kind) {
-    case Op::kAppend:
-      if (status.ok()) {
-        std::move(op.append_done)(std::move(op.appended));
-      } else {
-        std::move(op.append_done)(status);
-      }
-      break;
-    case Op::kFind:
-      if (status.ok()) {
-        std::move(op.find_done)(std::move(op.appended.record));
-      } else {
-        std::move(op.find_done)(status);
-      }
-      break;
-    default:
-      if (op.done) std::move(op.done)(status);
-      break;
-  }
+  Finish(batch);
 }
 
 }  // namespace knooppunt::store

@@ -122,14 +122,11 @@ inline std::string StorageName(const ::testing::TestParamInfo<Storage>& info) {
 class AuditStorageTest : public ::testing::TestWithParam<Storage> {
  protected:
   static void SetUpTestSuite() {
-    if (!knooppunt::testing::PostgresServer::Available()) return;
-    auto started = knooppunt::testing::PostgresServer::Start();
-    ASSERT_TRUE(started.ok()) << started.status();
-    server_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
+    absl::StatusOr<knooppunt::testing::PostgresServer*> shared =
+        knooppunt::testing::SharedPostgresServer();
+    if (absl::IsFailedPrecondition(shared.status())) return;  // no server binaries: skip
+    ASSERT_TRUE(shared.ok()) << shared.status();
+    server_ = *shared;
   }
   void SetUp() override {
     if (!pg()) return;

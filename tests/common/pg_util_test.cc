@@ -15,14 +15,10 @@ using ::knooppunt::testing::PostgresServer;
 class PgUtilTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!PostgresServer::Available()) return;
-    auto started = PostgresServer::Start();
-    ASSERT_TRUE(started.ok()) << started.status();
-    server_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
+    absl::StatusOr<PostgresServer*> shared = knooppunt::testing::SharedPostgresServer();
+    if (absl::IsFailedPrecondition(shared.status())) return;  // no server binaries: skip
+    ASSERT_TRUE(shared.ok()) << shared.status();
+    server_ = *shared;
   }
   void SetUp() override {
     if (server_ == nullptr) GTEST_SKIP() << "no PostgreSQL server binaries (postgresql-15)";
@@ -114,10 +110,16 @@ TEST_F(PgUtilTest, MigrationsApplyOnceAndRefuseANewerSchema) {
 TEST_F(PgUtilTest, TheAuditorRoleCanReadButNotWrite) {
   auto w = Connection::Open(Options());
   ASSERT_TRUE(w.ok()) << w.status();
-  ASSERT_TRUE((*w)->ExecScript("CREATE TABLE IF NOT EXISTS readable (a int)").ok());
+  ASSERT_TRUE((*w)->ExecScript("CREATE TABLE IF NOT EXISTS readable (a int);"
+                                "CREATE TABLE IF NOT EXISTS unreadable (a int);"
+                                "GRANT SELECT ON readable TO knooppunt_auditor")
+                  .ok());
   auto r = Connection::Open(Options("knooppunt_auditor"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE((*r)->Exec("SELECT count(*) FROM readable").ok());
+  // deploy/postgres/setup.sql grants nothing by default: only what a migration grants.
+  EXPECT_FALSE((*r)->Exec("SELECT count(*) FROM unreadable").ok());
+  EXPECT_FALSE((*r)->ExecScript("CREATE TABLE mine (a int)").ok());
   auto ins = (*r)->Exec("INSERT INTO readable VALUES (1)");
   EXPECT_FALSE(ins.ok());
   EXPECT_NE(ins.status().message().find("permission denied"), std::string::npos) << ins.status();

@@ -176,6 +176,58 @@ check(user and int(user.group(1)) == sc.get("runAsUser"), "Dockerfile USER = run
 entry = re.search(r'^ENTRYPOINT\s+\["([^"]+)"', dockerfile, re.M)
 check(entry and entry.group(1) == "/usr/bin/knooppunt-gateway", "ENTRYPOINT is the gateway")
 
+# 9. The overlay for several replicas on PostgreSQL (replicas/): every patch names an object of
+# the base; the Deployment runs several replicas, each named by its pod, with no volume of its
+# own; its gateway.yaml keeps meldingen and audit log in PostgreSQL and passes --check.
+OVERLAY = os.path.join(K8S, "replicas")
+kust = load_all(os.path.join(OVERLAY, "kustomization.yaml"))[0]
+check(kust.get("resources") == ["../"], "replicas/ builds on the base")
+patched = {}
+for entry in kust.get("patches", []):
+    for doc in load_all(os.path.join(OVERLAY, entry["path"])):
+        key = (doc["kind"], doc["metadata"]["name"])
+        check(key in objects, f"replicas/{entry['path']} patches {key}, which the base has")
+        patched[key] = doc
+dep = patched.get(("Deployment", "knooppunt-gateway"))
+check(dep is not None, "replicas/ patches the Deployment")
+if dep:
+    check(dep["spec"]["replicas"] >= 2, "several replicas")
+    check(dep["spec"]["strategy"]["type"] == "RollingUpdate", "rolling updates")
+    pc = dep["spec"]["template"]["spec"]["containers"][0]
+    check("--instance_id=$(POD_NAME)" in pc["args"], "each replica named by its pod")
+    check(any(e["name"] == "POD_NAME" and e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+              for e in pc["env"]), "POD_NAME from the downward API")
+    pvols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    check("emptyDir" in pvols.get("state", {}) and pvols["state"].get("persistentVolumeClaim", 1) is None,
+          "the state volume is scratch space, not the claim")
+    for m in pc.get("volumeMounts", []):
+        check(m["name"] in pvols or m["name"] in volumes, f"overlay mount {m['name']} has a volume")
+    for v in pvols.values():
+        if "secret" in v:
+            check(("Secret", v["secret"]["secretName"]) in objects, f"Secret {v['secret']['secretName']}")
+            check(v["secret"].get("defaultMode") in (0o400, 0o440), f"Secret {v['name']} mode")
+check(patched.get(("PersistentVolumeClaim", "knooppunt-state"), {}).get("$patch") == "delete",
+      "replicas/ drops the PersistentVolumeClaim")
+cm = patched.get(("ConfigMap", "knooppunt-config"))
+if cm:
+    text = cm["data"]["gateway.yaml"]
+    replica_cfg = yaml.safe_load(text)
+    check("postgres" in replica_cfg["melding"] and "store_path" not in replica_cfg["melding"],
+          "replica meldingen in PostgreSQL")
+    check("postgres" in replica_cfg["audit"] and "db_path" not in replica_cfg["audit"],
+          "replica audit log in PostgreSQL")
+    check("knooppunt_auditor" in replica_cfg["audit"]["postgres_reader"]["conninfo"],
+          "the Auditor service reads with the read-only role")
+    mapped_replica = os.path.join(root, "config", "gateway-replicas.yaml")
+    with open(mapped_replica, "w") as f:
+        f.write(text.replace("/etc/knooppunt/", root + "/"))
+    r = subprocess.run([GATEWAY, f"--config={mapped_replica}", "--instance_id=knooppunt-gateway-abc12",
+                        "--check"], capture_output=True, text=True)
+    print("replicas/ gateway.yaml --check:", r.returncode, (r.stdout + r.stderr).strip())
+    check(r.returncode == 0, "the replicas' gateway.yaml passes knooppunt-gateway --check")
+else:
+    check(False, "replicas/ patches the ConfigMap knooppunt-config")
+
 if failures:
     print(f"{len(failures)} failure(s)")
     sys.exit(1)

@@ -41,14 +41,10 @@ PostgresServer* g_server = nullptr;
 class PostgresEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    if (!PostgresServer::Available()) return;
-    auto started = PostgresServer::Start();
-    ASSERT_TRUE(started.ok()) << started.status();
-    g_server = started->release();
-  }
-  void TearDown() override {
-    delete g_server;
-    g_server = nullptr;
+    absl::StatusOr<PostgresServer*> shared = ::knooppunt::testing::SharedPostgresServer();
+    if (absl::IsFailedPrecondition(shared.status())) return;  // no server binaries: skip
+    ASSERT_TRUE(shared.ok()) << shared.status();
+    g_server = *shared;
   }
 };
 [[maybe_unused]] ::testing::Environment* const kEnvironment =
@@ -461,6 +457,11 @@ TEST_F(PgMessageStoreTest, SchemaIsAppliedOnceAndTheAuditorRoleCannotWrite) {
   ASSERT_TRUE(c.ok()) << c.status();
   auto write = (*c)->Exec("DELETE FROM meldingen");
   EXPECT_FALSE(write.ok());
+  // Nor read them: meldingen carry payloads; the auditor reads the audit tables only.
+  auto read = (*c)->Exec("SELECT count(*) FROM meldingen");
+  EXPECT_FALSE(read.ok());
+  EXPECT_NE(read.status().message().find("permission denied"), std::string::npos)
+      << read.status();
 }
 
 // Two gateways with one instance_id would both deliver its messages: the second is refused
@@ -472,6 +473,16 @@ TEST_F(PgMessageStoreTest, ASecondGatewayWithTheSameInstanceIdIsRefused) {
   ASSERT_FALSE(second.ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
   EXPECT_NE(second.status().message().find("instance_id"), std::string::npos);
+  // The refused gateway did not end the running one's lease on its way out (others would
+  // take over messages the first is still delivering).
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto lease = c->Exec(
+      "SELECT lease_until > clock_timestamp() FROM meldingen_replicas WHERE instance_id = $1",
+      {"replica-a"});
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_EQ(lease->rows(), 1);
+  EXPECT_EQ(lease->Text(0, 0), "t") << "the running replica's lease was ended";
   first.reset();
   auto third = PgMessageStore::Open(Options("replica-a"));
   EXPECT_TRUE(third.ok()) << third.status();

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -75,6 +76,10 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
       _exit(126);
     }
   }
+  // A test that crashes must not leave its server running: the server gets SIGQUIT
+  // (immediate shutdown) when the process that started it dies. Set after the user change,
+  // which would clear it.
+  prctl(PR_SET_PDEATHSIG, SIGQUIT);
   execv(args[0], args.data());
   _exit(127);
 }
@@ -136,33 +141,26 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   }
   s->port_ = FreePort();
   if (auto st = s->Launch(); !st.ok()) return st;
-  // One statement at a time: CREATE DATABASE may not run inside the implicit transaction of
-  // a multi-statement PQexec.
-  PGconn* c = PQconnectdb(absl::StrCat("host=", s->dir_, " port=", s->port_,
-                                       " dbname=postgres user=postgres").c_str());
-  for (const char* sql : {"CREATE ROLE knooppunt_writer LOGIN PASSWORD 'writer-test-password'",
-                          "CREATE ROLE knooppunt_auditor LOGIN PASSWORD 'auditor-test-password'",
-                          "CREATE DATABASE knooppunt OWNER knooppunt_writer",
-                          "REVOKE ALL ON DATABASE knooppunt FROM PUBLIC",
-                          "GRANT CONNECT ON DATABASE knooppunt TO knooppunt_writer, "
-                          "knooppunt_auditor"}) {
-    PGresult* r = PQexec(c, sql);
-    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!ok) {
-      std::string why = PQerrorMessage(c);
-      PQfinish(c);
-      return absl::InternalError(absl::StrCat("PostgreSQL setup: ", why));
-    }
-  }
-  PQfinish(c);
-  // The reader's grants follow each table the gateway makes (docs/operations.md says how).
-  if (auto st = s->Sql("ALTER DEFAULT PRIVILEGES FOR ROLE knooppunt_writer IN SCHEMA public "
-                       "GRANT SELECT ON TABLES TO knooppunt_auditor;"
-                       "REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
-                       "GRANT CREATE ON SCHEMA public TO knooppunt_writer;");
-      !st.ok()) {
-    return st;
+  // The operators' setup script, run by psql as they would (superuser over the socket).
+  const char* source = std::getenv("KNOOPPUNT_SOURCE_DIR");
+  const std::string script = absl::StrCat(source != nullptr ? source : KNOOPPUNT_PROJECT_SOURCE_DIR,
+                                          "/deploy/postgres/setup.sql");
+  std::ifstream script_in(script);
+  std::string script_text((std::istreambuf_iterator<char>(script_in)),
+                          std::istreambuf_iterator<char>());
+  if (script_text.empty()) return absl::InternalError(absl::StrCat("cannot read ", script));
+  // psql runs as the server's user, who may not reach the source tree: it reads a copy.
+  const std::string script_copy = s->dir_ + "/setup.sql";
+  if (auto st = WriteFile(script_copy, script_text, true); !st.ok()) return st;
+  const std::string psql_log = s->dir_ + "/setup.log";
+  pid_t psql = Spawn({s->bin_ + "/psql", "-X", "-q", "-h", s->dir_, "-p", absl::StrCat(s->port_),
+                      "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-v",
+                      "writer_password=writer-test-password", "-v",
+                      "auditor_password=auditor-test-password", "-f", script_copy},
+                     psql_log);
+  if (psql < 0 || waitpid(psql, &status, 0) != psql || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat(script, " failed: ", Tail(psql_log)));
   }
   for (const char* role : {"knooppunt_writer", "knooppunt_auditor"}) {
     const std::string pw = role == std::string("knooppunt_writer") ? "writer-test-password"
@@ -241,6 +239,20 @@ absl::Status PostgresServer::Stop() {
 absl::Status PostgresServer::Restart() {
   if (pid_ > 0) return absl::FailedPreconditionError("already running");
   return Launch();
+}
+
+absl::StatusOr<PostgresServer*> SharedPostgresServer() {
+  static std::unique_ptr<PostgresServer>* shared = new std::unique_ptr<PostgresServer>();
+  static const int registered = std::atexit([] { shared->reset(); });
+  (void)registered;
+  if (*shared == nullptr) {
+    absl::StatusOr<std::unique_ptr<PostgresServer>> started = PostgresServer::Start();
+    if (!started.ok()) return started.status();
+    *shared = *std::move(started);
+  } else if (!(*shared)->running()) {
+    if (absl::Status s = (*shared)->Restart(); !s.ok()) return s;
+  }
+  return shared->get();
 }
 
 }  // namespace knooppunt::testing

@@ -3,9 +3,11 @@
 // object goes. Uses the server binaries of Debian's postgresql-15 (tools/install-deps.sh).
 // initdb refuses to run as root, so under root (CI) the server runs as user "nobody".
 //
-// Roles made at start, as the deployment guide (docs/operations.md) makes them:
+// Roles and database are made at start by the deployment's own script,
+// deploy/postgres/setup.sql (docs/operations.md), so the tests run on what operators set up:
 //  - knooppunt_writer: owns the knooppunt database's tables (the gateway's role);
-//  - knooppunt_auditor: may connect and only read (the auditor's role);
+//  - knooppunt_auditor: may connect, and read what the gateway's migrations grant it (the
+//    audit tables);
 // each with its password in <dir>/<role>.password (for PostgresConfig.password_file).
 #ifndef KNOOPPUNT_TESTS_TESTING_POSTGRES_SERVER_H_
 #define KNOOPPUNT_TESTS_TESTING_POSTGRES_SERVER_H_
@@ -54,6 +56,11 @@ class PostgresServer {
   int port_ = 0;
   pid_t pid_ = -1;
 };
+
+// The server of a whole test binary: started at the first call (and started again when a
+// test left it stopped), torn down when the binary exits. FAILED_PRECONDITION when this
+// machine has no server binaries (tests skip); any other error is a failure.
+absl::StatusOr<PostgresServer*> SharedPostgresServer();
 
 }  // namespace knooppunt::testing
 

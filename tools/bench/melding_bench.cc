@@ -8,6 +8,9 @@
 // Target (issue 4): >= 10,000 acknowledged messages/s with 64 senders on 2 cores.
 //
 //   knooppunt-bench-melding [--pki_dir=certs/dev] [--seconds=10] [--senders=64]
+//                           [--postgres=own|CONNINFO [--postgres_password_file=F]]
+// With --postgres the store and the audit log are PostgreSQL's (one replica's share of a
+// replicated deployment): the figure for docs/operations.md's capacity section.
 #include <stdlib.h>
 #include <sys/resource.h>
 
@@ -37,6 +40,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/server_builder.h"
 #include "knooppunt/exchange/v1/exchange.grpc.pb.h"
+#ifdef KNOOPPUNT_BENCH_OWN_POSTGRES
+#include "tests/testing/postgres_server.h"
+#endif
 
 ABSL_FLAG(std::string, pki_dir, "certs/dev", "directory made by tools/dev-pki.sh");
 ABSL_FLAG(int, seconds, 10, "measurement time");
@@ -44,6 +50,11 @@ ABSL_FLAG(int, warmup_seconds, 2, "time before measuring");
 ABSL_FLAG(int, senders, 64, "concurrent Sends in flight");
 ABSL_FLAG(int, channels, 8, "client connections the senders share");
 ABSL_FLAG(int, in_flight_per_recipient, 64, "melding.max_in_flight_per_recipient");
+ABSL_FLAG(std::string, postgres, "",
+          "store meldingen and the audit log in PostgreSQL (as replicas do) instead of SQLite: "
+          "a libpq conninfo, or \"own\" for a throwaway server started in a temp dir "
+          "(initdb; needs postgresql-15 and a build with tests)");
+ABSL_FLAG(std::string, postgres_password_file, "", "with --postgres=CONNINFO: the password file");
 
 namespace {
 
@@ -206,6 +217,35 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(keys.message()).c_str());
     return 1;
   }
+  // Where meldingen and audit records go: SQLite files here, or a PostgreSQL database.
+  std::string audit_store = "  db_path: audit.db\n";
+  std::string melding_store = "  store_path: meldingen.db\n";
+  std::string postgres = absl::GetFlag(FLAGS_postgres);
+  std::string password_file = absl::GetFlag(FLAGS_postgres_password_file);
+#ifdef KNOOPPUNT_BENCH_OWN_POSTGRES
+  std::unique_ptr<knooppunt::testing::PostgresServer> own_postgres;
+  if (postgres == "own") {
+    auto started = knooppunt::testing::PostgresServer::Start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(started.status().message()).c_str());
+      return 1;
+    }
+    own_postgres = *std::move(started);
+    postgres = own_postgres->Conninfo();
+    password_file = own_postgres->PasswordFile();
+  }
+#endif
+  if (postgres == "own") {
+    std::fprintf(stderr, "--postgres=own needs a build with tests (KNOOPPUNT_BUILD_TESTS=ON)\n");
+    return 1;
+  }
+  if (!postgres.empty()) {
+    const std::string connection =
+        absl::StrCat("    conninfo: \"", postgres, "\"\n",
+                     password_file.empty() ? "" : absl::StrCat("    password_file: ", password_file, "\n"));
+    audit_store = absl::StrCat("  postgres:\n", connection);
+    melding_store = absl::StrCat("  postgres:\n", connection);
+  }
   std::filesystem::create_directory(dir + "/agreements");
   Write(dir + "/registry.yaml",
         absl::StrCat("groups:\n  - name: gemeenten\n    description: all\n"
@@ -227,9 +267,9 @@ int main(int argc, char** argv) {
                      "upstream_tls:\n  cert_file: ", pki, "gateway.crt\n  key_file: ", pki,
                      "gateway.key\n  ca_file: ", pki, "ca.crt\n"
                      "registry_file: registry.yaml\nagreement_dirs: [agreements]\n"
-                     "audit:\n  db_path: audit.db\n  hmac_key_file: audit-hmac.key\n"
+                     "audit:\n", audit_store, "  hmac_key_file: audit-hmac.key\n"
                      "  signing_key_file: audit-signing.key\n"
-                     "melding:\n  store_path: meldingen.db\n  max_in_flight_per_recipient: ",
+                     "melding:\n", melding_store, "  max_in_flight_per_recipient: ",
                      absl::GetFlag(FLAGS_in_flight_per_recipient), "\n"));
   auto config = knooppunt::server::LoadGatewayConfig(dir + "/gateway.yaml");
   if (!config.ok()) {
