@@ -4,6 +4,7 @@
 #include "gateway/audit/audit_log.h"
 #include "gateway/audit/audit_reader.h"
 #include "gateway/common/log.h"
+#include "gateway/common/pg_config.h"
 #include "gateway/common/pg_util.h"
 
 namespace knooppunt::audit {
@@ -14,16 +15,7 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
 
 absl::StatusOr<pg::ConnectOptions> ConnectOptions(const config::v1::PostgresConfig& c,
                                                   const std::string& instance_id) {
-  pg::ConnectOptions o;
-  o.conninfo = c.conninfo();
-  if (!c.password_file().empty()) {
-    absl::StatusOr<std::string> password = pg::ReadPasswordFile(c.password_file());
-    if (!password.ok()) return password.status();
-    o.password = *password;
-  }
-  if (c.has_connect_timeout()) o.connect_timeout = FromProto(c.connect_timeout());
-  o.application_name = absl::StrCat(instance_id, "/audit");
-  return o;
+  return pg::ConnectOptionsFromConfig(c, absl::StrCat(instance_id, "/audit"));
 }
 }  // namespace
 

@@ -9,7 +9,7 @@
 #include "gateway/common/log.h"
 #include "gateway/exchange/envelope_check.h"
 #include "google/protobuf/util/time_util.h"
-#include "gateway/common/pg_util.h"
+#include "gateway/common/pg_config.h"
 #include "gateway/store/pg_message_store.h"
 #include "gateway/store/sqlite_message_store.h"
 
@@ -143,19 +143,13 @@ absl::Status StartMeldingen(const config::v1::MeldingConfig& config,
           "of the meldingen it delivers (unique per replica, stable across restarts)");
     }
     store::PgStoreOptions pg_options;
-    pg_options.connect.conninfo = pg_config.conninfo();
-    if (!pg_config.password_file().empty()) {
-      absl::StatusOr<std::string> password = pg::ReadPasswordFile(pg_config.password_file());
-      if (!password.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("melding.postgres.password_file: ", password.status().message()));
-      }
-      pg_options.connect.password = *std::move(password);
+    absl::StatusOr<pg::ConnectOptions> connect =
+        pg::ConnectOptionsFromConfig(pg_config, absl::StrCat(deps.instance_id, "/meldingen"));
+    if (!connect.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("melding.postgres.password_file: ", connect.status().message()));
     }
-    pg_options.connect.connect_timeout =
-        Or(pg_config.connect_timeout(), pg_config.has_connect_timeout(),
-           pg_options.connect.connect_timeout);
-    pg_options.connect.application_name = absl::StrCat(deps.instance_id, "/meldingen");
+    pg_options.connect = *std::move(connect);
     pg_options.instance_id = deps.instance_id;
     pg_options.lease = Or(config.replica_lease(), config.has_replica_lease(), pg_options.lease);
     if (pg_options.lease < absl::Seconds(1)) {
