@@ -10,6 +10,8 @@
 #include "gateway/common/ids.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/dynamic_message.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "knooppunt/options/v1/options.pb.h"
 
@@ -315,8 +317,16 @@ absl::StatusOr<bool> Filter(const FieldPlan& plan, bool check_bsn, absl::string_
   PathStack stack;
   Prune(message, *plan.root_, &stack, removed);
   filtered->clear();
-  if (!message->SerializeToString(filtered)) {
-    return absl::InternalError("filtered payload cannot be serialised");
+  // Deterministic: map entries in key order. Plain serialisation writes them in hash order,
+  // which differs between two parses of the same bytes — the same payload would then be
+  // filtered into different bytes (found by tests/fuzz/envelope_fuzz: Filter vs Apply).
+  {
+    google::protobuf::io::StringOutputStream out(filtered);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    if (!message->SerializeToCodedStream(&coded)) {
+      return absl::InternalError("filtered payload cannot be serialised");
+    }
   }
   return true;
 }
